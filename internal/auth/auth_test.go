@@ -81,3 +81,19 @@ func TestThrottle(t *testing.T) {
 		t.Fatal("success did not clear the source")
 	}
 }
+
+func TestUsersSeesOtherWriters(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "users.json")
+	daemon, _ := OpenUsers(path)
+	if err := daemon.SetPassword("root", "a"); err != nil {
+		t.Fatal(err)
+	}
+	tool, _ := OpenUsers(path)
+	if err := tool.SetPassword("alice", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := daemon.Check("alice", "b"); !ok || err != nil {
+		t.Fatalf("daemon did not pick up a user added by another process: %v %v", ok, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // Users is the local credential file: user name -> password hash. It is
@@ -15,6 +16,44 @@ type Users struct {
 	path string
 	mu   sync.RWMutex
 	m    map[string]string
+	// stamp identifies the file version loaded, so that a change made by
+	// another process (`xenithd user-add`) is picked up at the next login.
+	stamp fileStamp
+}
+
+type fileStamp struct {
+	size  int64
+	mtime time.Time
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{fi.Size(), fi.ModTime()}
+}
+
+// refresh reloads the file if another process changed it.
+func (u *Users) refresh() {
+	st := stampOf(u.path)
+	u.mu.RLock()
+	same := st == u.stamp
+	u.mu.RUnlock()
+	if same {
+		return
+	}
+	data, err := os.ReadFile(u.path)
+	if err != nil {
+		return
+	}
+	m := map[string]string{}
+	if json.Unmarshal(data, &m) != nil {
+		return
+	}
+	u.mu.Lock()
+	u.m, u.stamp = m, st
+	u.mu.Unlock()
 }
 
 // ErrNoUser means the user is not known locally.
@@ -33,11 +72,13 @@ func OpenUsers(path string) (*Users, error) {
 	if err := json.Unmarshal(data, &u.m); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	u.stamp = stampOf(path)
 	return u, nil
 }
 
 // Has reports whether name is a local user.
 func (u *Users) Has(name string) bool {
+	u.refresh()
 	u.mu.RLock()
 	defer u.mu.RUnlock()
 	_, ok := u.m[name]
@@ -58,6 +99,7 @@ func (u *Users) Names() []string {
 // Check verifies a password; an unknown user returns ErrNoUser after doing
 // the same work as a known one, so timing does not reveal which names exist.
 func (u *Users) Check(name, pw string) (bool, error) {
+	u.refresh()
 	u.mu.RLock()
 	hash, ok := u.m[name]
 	u.mu.RUnlock()
@@ -86,7 +128,7 @@ func (u *Users) SetPassword(name, pw string) error {
 	if err := writeFileAtomic(u.path, next); err != nil {
 		return err
 	}
-	u.m = next
+	u.m, u.stamp = next, stampOf(u.path)
 	return nil
 }
 
@@ -103,7 +145,7 @@ func (u *Users) Delete(name string) error {
 	if err := writeFileAtomic(u.path, next); err != nil {
 		return err
 	}
-	u.m = next
+	u.m, u.stamp = next, stampOf(u.path)
 	return nil
 }
 

@@ -194,7 +194,7 @@ func checkType(t *xenapi.Type, v wire.Value) error {
 // authorize applies RBAC: the session's roles must include one of the
 // message's roles. The local superuser may do everything.
 func (s *Server) authorize(sess *Session, m *xenapi.Method) error {
-	if sess.superuser || m.Roles == 0 || sess.roles&m.Roles != 0 {
+	if sess.superuser || m.Roles == 0 || sess.Roles()&m.Roles != 0 {
 		return nil
 	}
 	var allowed []string

@@ -288,6 +288,9 @@ func (s *Server) create(ctx context.Context, c *xenapi.Class, args wire.Value) (
 }
 
 func (s *Server) destroy(ctx context.Context, c *xenapi.Class, ref xenapi.Ref) error {
+	if after := s.afterCommit[c]; after != nil {
+		defer after(ref)
+	}
 	return s.store.Update(ctx, func(tx *store.Tx) error {
 		cur, err := tx.Get(c, ref)
 		if err != nil {

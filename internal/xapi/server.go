@@ -28,6 +28,8 @@ type Config struct {
 	Host xenapi.Ref
 	// SessionIdle is how long an unused session lives (xapi: 24 h).
 	SessionIdle time.Duration
+	// SessionLimit caps the sessions of one originator (default 500).
+	SessionLimit int
 }
 
 type classHooks struct {
@@ -37,17 +39,20 @@ type classHooks struct {
 
 // Server answers XenAPI calls.
 type Server struct {
-	store       *store.Store
-	users       *auth.Users
-	log         *slog.Logger
-	hostRef     xenapi.Ref
-	sessionIdle time.Duration
-	throttle    *auth.Throttle
+	store        *store.Store
+	users        *auth.Users
+	log          *slog.Logger
+	hostRef      xenapi.Ref
+	sessionIdle  time.Duration
+	sessionLimit int
+	throttle     *auth.Throttle
 
 	methods  table
 	removed  map[string]*xenapi.Method
 	sessions *sessionTable
 	hooks    map[*xenapi.Class]classHooks
+	// afterCommit runs after a generic destroy of an object of the class.
+	afterCommit map[*xenapi.Class]func(xenapi.Ref)
 	// onSessionClose lets other parts (events, tasks) drop per-session state.
 	onSessionClose []func(xenapi.Ref)
 }
@@ -65,12 +70,17 @@ func New(cfg Config) *Server {
 		removed:     make(map[string]*xenapi.Method),
 		sessions:    &sessionTable{m: make(map[xenapi.Ref]*Session)},
 		hooks:       make(map[*xenapi.Class]classHooks),
+		afterCommit: make(map[*xenapi.Class]func(xenapi.Ref)),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	if s.sessionIdle == 0 {
 		s.sessionIdle = 24 * time.Hour
+	}
+	s.sessionLimit = cfg.SessionLimit
+	if s.sessionLimit <= 0 {
+		s.sessionLimit = defaultSessionLimit
 	}
 	s.buildTable()
 	s.loadSessions()
@@ -137,6 +147,7 @@ func (s *Server) buildTable() {
 	s.registerSessionHandlers()
 	s.registerHostHandlers()
 	s.registerVMHooks()
+	s.registerSubjectHandlers()
 }
 
 // notImplemented answers messages that exist in XenAPI but that xenithd

@@ -26,12 +26,15 @@ type Session struct {
 	User       string
 	Originator string
 	superuser  bool
-	roles      xenapi.Role
+	roles      atomic.Uint32 // xenapi.Role bits; changes when the subject's roles do
 	subject    xenapi.Ref
 	created    time.Time
 	lastActive atomic.Int64 // unix nanoseconds
 	flushed    atomic.Int64 // last_active value last written to the store
 }
+
+// Roles returns the session's RBAC roles.
+func (s *Session) Roles() xenapi.Role { return xenapi.Role(s.roles.Load()) }
 
 // Superuser reports whether the session is the local root.
 func (s *Session) Superuser() bool { return s.superuser }
@@ -79,9 +82,9 @@ func (t *sessionTable) snapshot() []*Session {
 	return out
 }
 
-// Session limits, as xapi's: at most this many sessions per originator (or
-// per user name when a client gives none); the least recently active go.
-const maxSessionsPerGroup = 500
+// defaultSessionLimit is xapi's: at most this many sessions per originator
+// (or per user name when a client gives none); the least recently active go.
+const defaultSessionLimit = 500
 
 func (s *Server) registerSessionHandlers() {
 	s.handle("session.login_with_password", s.loginWithPassword, 2)
@@ -134,7 +137,8 @@ func (s *Server) loginWithPassword(ctx context.Context, c *Call) (Result, error)
 		if !ok {
 			return nil, xenapi.NewError(api.ErrSessionAuthorizationFailed, uname, "the user is not in the subject list")
 		}
-		sess.subject, sess.roles = subj, roles
+		sess.subject = subj
+		sess.roles.Store(uint32(roles))
 	}
 	ref, err := s.openSession(ctx, sess, originator)
 	if err != nil {
@@ -158,7 +162,7 @@ func (s *Server) openSession(ctx context.Context, sess *Session, originator stri
 		rec.Subject = xenapi.NullRef
 	} else {
 		rec.AuthUserSID = "local:" + sess.User
-		rec.RBACPermissions = s.permissionsOf(sess.roles)
+		rec.RBACPermissions = s.permissionsOf(sess.Roles())
 	}
 	var ref xenapi.Ref
 	err := s.store.Update(ctx, func(tx *store.Tx) error {
@@ -193,12 +197,12 @@ func (s *Server) enforceSessionLimit(ctx context.Context, newest *Session) {
 			same = append(same, x)
 		}
 	}
-	if len(same) <= maxSessionsPerGroup {
+	if len(same) <= s.sessionLimit {
 		return
 	}
 	sort.Slice(same, func(i, j int) bool { return same[i].lastActive.Load() < same[j].lastActive.Load() })
 	var drop []xenapi.Ref
-	for _, x := range same[:len(same)-maxSessionsPerGroup] {
+	for _, x := range same[:len(same)-s.sessionLimit] {
 		if x != newest {
 			drop = append(drop, x.Ref)
 		}
@@ -334,7 +338,7 @@ func (s *Server) loadSessions() {
 			superuser: rec.IsLocalSuperuser, subject: rec.Subject, created: rec.ValidationTime}
 		if !sess.superuser {
 			if _, roles, ok := s.subjectOf(sess.User); ok {
-				sess.roles = roles
+				sess.roles.Store(uint32(roles))
 			}
 		}
 		sess.lastActive.Store(rec.LastActive.UnixNano())
