@@ -48,6 +48,7 @@ type Row struct {
 // Change is one committed change, the raw material of the event stream.
 type Change struct {
 	Gen   uint64
+	Time  time.Time
 	Class *xenapi.Class
 	Ref   xenapi.Ref
 	Op    Op
@@ -592,11 +593,12 @@ outer:
 func (tx *Tx) apply() []Change {
 	s := tx.s
 	changes := make([]Change, 0, len(tx.order))
+	at := now().UTC()
 	for _, k := range tx.order {
 		p := tx.pending[k]
 		t := s.tables[k.class]
 		s.gen++
-		ch := Change{Gen: s.gen, Class: k.class, Ref: k.ref}
+		ch := Change{Gen: s.gen, Time: at, Class: k.class, Ref: k.ref}
 		old := t.rows[k.ref]
 		switch {
 		case p.rec == nil:
@@ -627,6 +629,24 @@ func (tx *Tx) apply() []Change {
 		s.log = append([]Change(nil), s.log[drop:]...)
 	}
 	return changes
+}
+
+// LogStart returns the oldest generation the change log still holds
+// changes after; a reader whose position is below it has missed changes.
+func (s *Store) LogStart() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.logStart
+}
+
+// Generation returns the last committed generation (before this
+// transaction's changes).
+func (tx *Tx) Generation() uint64 { return tx.s.gen }
+
+// Touch publishes a "mod" change of an object without changing it
+// (event.inject).
+func (tx *Tx) Touch(c *xenapi.Class, ref xenapi.Ref) error {
+	return tx.Modify(c, ref, func(xenapi.Record) error { return nil })
 }
 
 // ErrClosed is returned by writes after Close.

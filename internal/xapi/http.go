@@ -41,6 +41,9 @@ func (s *Server) LocalHandler() http.Handler { return s.mux(true) }
 func (s *Server) mux(local bool) http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("/jsonrpc", func(w http.ResponseWriter, r *http.Request) { s.serveRPC(w, r, true, local) })
+	// Xen Orchestra's connector posts XML-RPC to /xmlrpc when it falls back
+	// from JSON-RPC.
+	m.HandleFunc("/xmlrpc", func(w http.ResponseWriter, r *http.Request) { s.serveRPC(w, r, isJSON(r), local) })
 	m.HandleFunc("/RPC2", func(w http.ResponseWriter, r *http.Request) { s.serveRPC(w, r, isJSON(r), local) })
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {

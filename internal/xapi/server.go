@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/auth"
+	"github.com/xenith/xenith/internal/event"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/wire"
 	"github.com/xenith/xenith/internal/xenapi"
@@ -53,6 +55,9 @@ type Server struct {
 	hooks    map[*xenapi.Class]classHooks
 	// afterCommit runs after a generic destroy of an object of the class.
 	afterCommit map[*xenapi.Class]func(xenapi.Ref)
+	events      *event.Hub
+	regsMu      sync.Mutex
+	regs        map[xenapi.Ref]*registration
 	// onSessionClose lets other parts (events, tasks) drop per-session state.
 	onSessionClose []func(xenapi.Ref)
 }
@@ -148,6 +153,9 @@ func (s *Server) buildTable() {
 	s.registerHostHandlers()
 	s.registerVMHooks()
 	s.registerSubjectHandlers()
+	s.registerVMSettingHandlers()
+	s.registerEventHandlers()
+	s.registerMessageHandlers()
 }
 
 // notImplemented answers messages that exist in XenAPI but that xenithd

@@ -29,9 +29,15 @@ type Session struct {
 	roles      atomic.Uint32 // xenapi.Role bits; changes when the subject's roles do
 	subject    xenapi.Ref
 	created    time.Time
-	lastActive atomic.Int64 // unix nanoseconds
-	flushed    atomic.Int64 // last_active value last written to the store
+	lastActive atomic.Int64  // unix nanoseconds
+	flushed    atomic.Int64  // last_active value last written to the store
+	done       chan struct{} // closed when the session ends: wakes its waiters
+	closeOnce  sync.Once
 }
+
+func newSession() *Session { return &Session{done: make(chan struct{})} }
+
+func (s *Session) close() { s.closeOnce.Do(func() { close(s.done) }) }
 
 // Roles returns the session's RBAC roles.
 func (s *Session) Roles() xenapi.Role { return xenapi.Role(s.roles.Load()) }
@@ -68,8 +74,12 @@ func (t *sessionTable) add(s *Session) {
 
 func (t *sessionTable) remove(ref xenapi.Ref) {
 	t.mu.Lock()
+	s := t.m[ref]
 	delete(t.m, ref)
 	t.mu.Unlock()
+	if s != nil {
+		s.close()
+	}
 }
 
 func (t *sessionTable) snapshot() []*Session {
@@ -112,7 +122,7 @@ func (s *Server) loginWithPassword(ctx context.Context, c *Call) (Result, error)
 	if !c.Local {
 		if ok, wait := s.throttle.Allow(src); !ok {
 			s.log.Warn("login throttled", "user", uname, "source", src, "wait", wait)
-			return nil, xenapi.NewError(api.ErrSessionAuthenticationFailed)
+			return nil, xenapi.NewError(api.ErrSessionAuthenticationFailed, uname, "Too many failed logins; try again later")
 		}
 		ok, err := s.users.Check(uname, pwd)
 		if err != nil && !errors.Is(err, auth.ErrNoUser) {
@@ -121,15 +131,16 @@ func (s *Server) loginWithPassword(ctx context.Context, c *Call) (Result, error)
 		if !ok {
 			s.throttle.Fail(src)
 			s.log.Info("login failed", "user", uname, "source", src)
-			return nil, xenapi.NewError(api.ErrSessionAuthenticationFailed)
+			return nil, xenapi.NewError(api.ErrSessionAuthenticationFailed, uname, "Authentication failure")
 		}
 		s.throttle.Succeed(src)
 	} else if uname != "root" && !s.users.Has(uname) {
 		// The unix socket trusts the caller as local root, as xapi's does,
 		// but a named user must at least exist.
-		return nil, xenapi.NewError(api.ErrSessionAuthenticationFailed)
+		return nil, xenapi.NewError(api.ErrSessionAuthenticationFailed, uname, "Authentication failure")
 	}
-	sess := &Session{User: uname, Originator: originator, created: time.Now()}
+	sess := newSession()
+	sess.User, sess.Originator, sess.created = uname, originator, time.Now()
 	if uname == "root" {
 		sess.superuser = true
 	} else {
@@ -286,7 +297,7 @@ func (s *Server) changePassword(ctx context.Context, c *Call) (Result, error) {
 	if !c.Local || !c.Session.superuser {
 		ok, _ := s.users.Check(user, oldPwd)
 		if !ok {
-			return nil, xenapi.NewError(api.ErrSessionAuthenticationFailed)
+			return nil, xenapi.NewError(api.ErrSessionAuthenticationFailed, user, "Authentication failure")
 		}
 	}
 	if newPwd == "" {
@@ -334,8 +345,9 @@ func (s *Server) permissionsOf(roles xenapi.Role) []string {
 func (s *Server) loadSessions() {
 	for _, row := range s.store.All(api.ClassSession) {
 		rec := row.Rec.(*api.Session)
-		sess := &Session{Ref: row.Ref, User: rec.AuthUserName, Originator: rec.Originator,
-			superuser: rec.IsLocalSuperuser, subject: rec.Subject, created: rec.ValidationTime}
+		sess := newSession()
+		sess.Ref, sess.User, sess.Originator = row.Ref, rec.AuthUserName, rec.Originator
+		sess.superuser, sess.subject, sess.created = rec.IsLocalSuperuser, rec.Subject, rec.ValidationTime
 		if !sess.superuser {
 			if _, roles, ok := s.subjectOf(sess.User); ok {
 				sess.roles.Store(uint32(roles))
