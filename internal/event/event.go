@@ -8,6 +8,7 @@ package event
 import (
 	"context"
 	"errors"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -248,6 +249,8 @@ func collect(f Filter, changes []store.Change, coalesce bool) []Event {
 			}
 		}
 		out = kept
+		// A coalesced event takes the place of its newest change.
+		sort.Slice(out, func(i, j int) bool { return out[i].Gen < out[j].Gen })
 	}
 	return out
 }

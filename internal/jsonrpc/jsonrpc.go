@@ -67,7 +67,9 @@ type Request struct {
 // string "method", an "id" that is a string or an integer (XenAPI has no
 // notifications), "params" as an array ("params" may be absent or null in
 // v2 only), and "jsonrpc", if present, to be "2.0". Other members are
-// ignored. Batches (a top-level array) are refused.
+// ignored. Batches (a top-level array) are refused, and so is a key repeated
+// in any object: "last wins" would let a proxy that reads the first copy
+// disagree with us about what was called.
 //
 // On error, the returned *Error's Code is the protocol error to answer with,
 // and the Request holds the Version and ID if they could be read, so the

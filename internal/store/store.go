@@ -81,10 +81,12 @@ type Store struct {
 	wake     chan struct{}
 
 	persist *persister // nil for a memory-only store (tests, benchmarks)
+	maxLog  int
 }
 
-// maxLog bounds the change log kept for event readers.
-const maxLog = 1 << 16
+// defaultLogSize bounds the change log kept for event readers; a reader
+// further behind than this gets EVENTS_LOST and rereads everything.
+const defaultLogSize = 1 << 16
 
 // Options configures Open.
 type Options struct {
@@ -92,6 +94,9 @@ type Options struct {
 	Path string
 	// NoSync skips fsync (bulk loads in benchmarks only).
 	NoSync bool
+	// LogSize is how many recent changes are kept for event readers
+	// (default 65536).
+	LogSize int
 }
 
 // Open loads the database at opts.Path (creating it if needed).
@@ -101,6 +106,10 @@ func Open(opts Options) (*Store, error) {
 		byName:   make(map[string]*xenapi.Class),
 		bindings: make(map[*xenapi.Class][]binding),
 		wake:     make(chan struct{}),
+		maxLog:   opts.LogSize,
+	}
+	if s.maxLog <= 0 {
+		s.maxLog = defaultLogSize
 	}
 	for _, c := range api.Classes {
 		s.byName[c.Name] = c
@@ -623,8 +632,8 @@ func (tx *Tx) apply() []Change {
 		changes = append(changes, ch)
 	}
 	s.log = append(s.log, changes...)
-	if len(s.log) > maxLog {
-		drop := len(s.log) - maxLog/2
+	if len(s.log) > s.maxLog {
+		drop := len(s.log) - s.maxLog/2
 		s.logStart = s.log[drop].Gen
 		s.log = append([]Change(nil), s.log[drop:]...)
 	}

@@ -47,6 +47,9 @@ type entry struct {
 	method  *xenapi.Method
 	handler handlerFunc
 	minArgs int // fewer arguments than the schema lists are accepted down to this
+	// cancellable: the handler stops when its context is cancelled, so its
+	// Async task offers "cancel".
+	cancellable bool
 }
 
 // table maps wire names to entries.
@@ -62,35 +65,50 @@ func (t table) names() []string {
 }
 
 // dispatch runs one call: lookup, argument checks, session, RBAC, handler.
-// It returns a XenAPI error for every failure; it never panics outward.
-func (s *Server) dispatch(ctx context.Context, name string, params []wire.Value, source string, local bool) (res Result, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			s.log.Error("handler panic", "method", name, "panic", p)
-			res, err = nil, xenapi.NewError(api.ErrInternalError, fmt.Sprintf("%s: %v", name, p))
+// "Async.<message>" runs the handler in a task and answers the task's
+// reference at once. It returns a XenAPI error for every failure.
+func (s *Server) dispatch(ctx context.Context, name string, params []wire.Value, source string, local bool) (Result, error) {
+	if sync, ok := strings.CutPrefix(name, "Async."); ok {
+		e, call, err := s.prepare(sync, params, source, local)
+		if err != nil {
+			return nil, err
 		}
-	}()
+		if !hasAsync(e.method) {
+			return nil, xenapi.NewError(api.ErrMessageMethodUnknown, name)
+		}
+		return s.startAsync(ctx, e, call)
+	}
+	e, call, err := s.prepare(name, params, source, local)
+	if err != nil {
+		return nil, err
+	}
+	return s.invoke(ctx, e, call)
+}
+
+// prepare finds the method and checks the call: parameter count, session,
+// RBAC and argument types, so that handlers may trust their arguments.
+func (s *Server) prepare(name string, params []wire.Value, source string, local bool) (*entry, *Call, error) {
 	e := s.methods[name]
 	if e == nil {
 		if m := s.removed[name]; m != nil {
-			return nil, xenapi.NewError(api.ErrMessageRemoved)
+			return nil, nil, xenapi.NewError(api.ErrMessageRemoved)
 		}
-		return nil, xenapi.NewError(api.ErrMessageMethodUnknown, name)
+		return nil, nil, xenapi.NewError(api.ErrMessageMethodUnknown, name)
 	}
 	m := e.method
 	want := len(m.Params)
 	if len(params) > want || len(params) < e.minArgs {
-		return nil, xenapi.NewError(api.ErrMessageParameterCountMismatch, name, strconv.Itoa(want), strconv.Itoa(len(params)))
+		return nil, nil, xenapi.NewError(api.ErrMessageParameterCountMismatch, name, strconv.Itoa(want), strconv.Itoa(len(params)))
 	}
 	call := &Call{Method: m, Source: source, Local: local}
 	args := params
 	if m.HasSession() {
 		sess, err := s.sessions.check(params[0])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := s.authorize(sess, m); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		call.Session = sess
 		args = params[1:]
@@ -98,10 +116,22 @@ func (s *Server) dispatch(ctx context.Context, name string, params []wire.Value,
 	off := len(params) - len(args)
 	for i, a := range args {
 		if err := checkType(m.Params[i+off].Type, a); err != nil {
-			return nil, fieldTypeError(m.Params[i+off].Name, err)
+			return nil, nil, fieldTypeError(m.Params[i+off].Name, err)
 		}
 	}
 	call.Args = args
+	return e, call, nil
+}
+
+// invoke runs a prepared call's handler, turning every failure (a panic
+// included) into a XenAPI error.
+func (s *Server) invoke(ctx context.Context, e *entry, call *Call) (res Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panic", "method", e.method.Name, "panic", p)
+			res, err = nil, xenapi.NewError(api.ErrInternalError, fmt.Sprintf("%s: %v", e.method.Name, p))
+		}
+	}()
 	res, err = e.handler(ctx, call)
 	if err != nil {
 		var xe *xenapi.Error
@@ -110,11 +140,25 @@ func (s *Server) dispatch(ctx context.Context, name string, params []wire.Value,
 			if errors.As(err, &fe) {
 				return nil, xenapi.NewError(api.ErrFieldTypeError, fe.Field)
 			}
-			s.log.Warn("call failed", "method", name, "err", err)
+			s.log.Warn("call failed", "method", e.method.Name, "err", err)
 		}
 		return nil, xenapi.AsError(err)
 	}
 	return res, nil
+}
+
+// hasAsync tells whether XenAPI offers an Async form of a message: every
+// message except those of session, task and event, the system calls, and
+// the field accessors (create and destroy do have one).
+func hasAsync(m *xenapi.Method) bool {
+	switch m.Class {
+	case "session", "task", "event", "system":
+		return false
+	}
+	if m.Implicit {
+		return m.Message == "create" || m.Message == "destroy"
+	}
+	return true
 }
 
 func fieldTypeError(param string, err error) error {

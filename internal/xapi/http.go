@@ -85,15 +85,77 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request, jsonBody, loca
 	out := getBuf()
 	defer putBuf(out)
 	ctx := r.Context()
+	sw := &streamWriter{w: w}
 	if jsonBody {
-		*out = s.serveJSON(ctx, *body, (*out)[:0], r.RemoteAddr, local)
+		// Exactly this value: Xen Orchestra's connector falls back to
+		// XML-RPC on anything else, even with a charset parameter.
 		w.Header().Set("Content-Type", "application/json")
+		*out = s.serveJSON(ctx, *body, (*out)[:0], r.RemoteAddr, local, sw)
 	} else {
-		*out = s.serveXML(ctx, *body, (*out)[:0], r.RemoteAddr, local)
 		w.Header().Set("Content-Type", "text/xml")
+		*out = s.serveXML(ctx, *body, (*out)[:0], r.RemoteAddr, local, sw)
 	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(*out)))
-	w.Write(*out)
+	if !sw.streamed {
+		w.Header().Set("Content-Length", strconv.Itoa(len(*out)))
+	}
+	sw.write(*out)
+}
+
+// streamChunk is the size at which a growing answer is sent on: answers
+// such as get_all_records of thousands of VMs then stream in pieces
+// instead of growing one huge buffer.
+const streamChunk = 256 << 10
+
+// drainer is an encoder whose output so far can be taken without losing
+// its place in the value (xmlrpc.Encoder, jsonrpc.Encoder).
+type drainer interface {
+	wire.Encoder
+	Bytes() []byte
+	Drain(dst []byte) []byte
+}
+
+// streamWriter sends an encoder's output to the connection once it grows
+// past streamChunk, checking at the end of each struct (each record).
+type streamWriter struct {
+	w        http.ResponseWriter
+	streamed bool
+	failed   bool
+}
+
+func (sw *streamWriter) write(b []byte) {
+	if sw.failed || len(b) == 0 {
+		return
+	}
+	if _, err := sw.w.Write(b); err != nil {
+		sw.failed = true // the client went away; finish encoding quietly
+	}
+}
+
+// wrap returns the result writer that streams through sw.
+func (sw *streamWriter) wrap(res Result) func(wire.Encoder) {
+	return func(e wire.Encoder) {
+		d, ok := e.(drainer)
+		if !ok {
+			res(e)
+			return
+		}
+		res(&streamingEncoder{drainer: d, sw: sw})
+	}
+}
+
+type streamingEncoder struct {
+	drainer
+	sw *streamWriter
+}
+
+func (s *streamingEncoder) EndStruct() {
+	s.drainer.EndStruct()
+	if len(s.drainer.Bytes()) >= streamChunk {
+		b := s.drainer.Drain(nil)
+		s.sw.streamed = true
+		s.sw.write(b)
+		s.drainer.Drain(b[:0])
+	}
 }
 
 var errTooLarge = errors.New("body too large")
@@ -118,7 +180,7 @@ func readBody(r io.Reader, buf []byte, limit int) ([]byte, error) {
 	}
 }
 
-func (s *Server) serveXML(ctx context.Context, body, out []byte, source string, local bool) []byte {
+func (s *Server) serveXML(ctx context.Context, body, out []byte, source string, local bool, sw *streamWriter) []byte {
 	call, err := xmlrpc.ParseCall(body)
 	if err != nil {
 		s.log.Debug("bad XML-RPC request", "source", source, "err", err)
@@ -132,26 +194,29 @@ func (s *Server) serveXML(ctx context.Context, body, out []byte, source string, 
 	if res == nil {
 		return xmlrpc.AppendSuccess(out, voidResult)
 	}
-	return xmlrpc.AppendSuccess(out, res)
+	return xmlrpc.AppendSuccess(out, sw.wrap(res))
 }
 
-func (s *Server) serveJSON(ctx context.Context, body, out []byte, source string, local bool) []byte {
+func (s *Server) serveJSON(ctx context.Context, body, out []byte, source string, local bool, sw *streamWriter) []byte {
 	req, err := jsonrpc.ParseRequest(body)
 	if err != nil {
 		s.log.Debug("bad JSON-RPC request", "source", source, "err", err)
-		code := jsonrpc.CodeParseError
 		var je *jsonrpc.Error
 		if errors.As(err, &je) {
-			code = je.Code
+			// The request may still carry a usable id and version to echo.
+			return jsonrpc.AppendProtocolError(out, &req, je.Code, je.Message)
 		}
-		return jsonrpc.AppendProtocolError(out, nil, code, err.Error())
+		return jsonrpc.AppendProtocolError(out, nil, jsonrpc.CodeParseError, err.Error())
 	}
 	res, err := s.dispatch(ctx, req.Method, req.Params, source, local)
 	s.logCall(req.Method, source, err)
 	if err != nil {
 		return jsonrpc.AppendError(out, &req, xenapi.AsError(err).Description())
 	}
-	return jsonrpc.AppendResult(out, &req, res)
+	if res == nil {
+		return jsonrpc.AppendResult(out, &req, nil)
+	}
+	return jsonrpc.AppendResult(out, &req, sw.wrap(res))
 }
 
 // voidResult is XML-RPC's void: an empty string, as the XenAPI manual says.

@@ -55,6 +55,7 @@ type Server struct {
 	hooks    map[*xenapi.Class]classHooks
 	// afterCommit runs after a generic destroy of an object of the class.
 	afterCommit map[*xenapi.Class]func(xenapi.Ref)
+	tasks       *taskTable
 	events      *event.Hub
 	regsMu      sync.Mutex
 	regs        map[xenapi.Ref]*registration
@@ -89,6 +90,7 @@ func New(cfg Config) *Server {
 	}
 	s.buildTable()
 	s.loadSessions()
+	s.failInterruptedTasks()
 	return s
 }
 
@@ -156,6 +158,7 @@ func (s *Server) buildTable() {
 	s.registerVMSettingHandlers()
 	s.registerEventHandlers()
 	s.registerMessageHandlers()
+	s.registerTaskHandlers()
 }
 
 // notImplemented answers messages that exist in XenAPI but that xenithd

@@ -483,3 +483,42 @@ func TestHTTPBadInput(t *testing.T) {
 		t.Errorf("PUT / = %d", resp.StatusCode)
 	}
 }
+
+// TestLargeAnswersStream checks that answers bigger than one stream chunk
+// arrive whole in both protocols.
+func TestLargeAnswersStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	ctx := context.Background()
+	const n = 800
+	err := e.store.Update(ctx, func(tx *store.Tx) error {
+		for i := 0; i < n; i++ {
+			vm := api.NewVM()
+			vm.NameLabel = "bulk"
+			vm.OtherConfig = map[string]string{"i": strings.Repeat("x", 200)}
+			if _, err := tx.Create(vm); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pc := range protocols {
+		s := e.login(t, pc.p, "root", "pw")
+		all, err := s.Do(ctx, "VM.get_all_records")
+		if err != nil {
+			t.Fatalf("%s: %v", pc.name, err)
+		}
+		bulk := 0
+		for _, m := range all.Struct {
+			if field(m.Value, "name_label") == "bulk" {
+				bulk++
+			}
+		}
+		if bulk != n {
+			t.Fatalf("%s: %d of %d records arrived", pc.name, bulk, n)
+		}
+	}
+}

@@ -222,7 +222,7 @@ func (s *Server) enforceSessionLimit(ctx context.Context, newest *Session) {
 	s.closeSessions(ctx, drop)
 }
 
-// closeSessions forgets sessions and deletes their records.
+// closeSessions forgets sessions and deletes their records and tasks.
 func (s *Server) closeSessions(ctx context.Context, refs []xenapi.Ref) {
 	if len(refs) == 0 {
 		return
@@ -232,10 +232,15 @@ func (s *Server) closeSessions(ctx context.Context, refs []xenapi.Ref) {
 	}
 	err := s.store.Update(ctx, func(tx *store.Tx) error {
 		for _, r := range refs {
-			if tx.Exists(api.ClassSession, r) {
-				if err := tx.Delete(api.ClassSession, r); err != nil {
-					return err
-				}
+			rec, err := tx.Get(api.ClassSession, r)
+			if err != nil {
+				continue
+			}
+			if err := s.releaseTasks(tx, rec.(*api.Session).Tasks); err != nil {
+				return err
+			}
+			if err := tx.Delete(api.ClassSession, r); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -369,6 +374,7 @@ func (s *Server) sessionGC(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			s.collectSessions(ctx)
+			s.collectTasks(ctx)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/xenith/xenith/internal/wire"
@@ -19,7 +20,8 @@ import (
 // surrounding whitespace is ignored. A missing <params> element means no
 // parameters. Errors are *SyntaxError.
 func ParseCall(data []byte) (Call, error) {
-	p := parser{data: data}
+	p := newParser(data)
+	defer p.release()
 	if err := p.prolog(); err != nil {
 		return Call{}, err
 	}
@@ -73,7 +75,8 @@ func ParseCall(data []byte) (Call, error) {
 // <fault> is returned as a *Fault error. The XenAPI Status/Value envelope is
 // not unwrapped: that is the caller's business.
 func ParseResponse(data []byte) (wire.Value, error) {
-	p := parser{data: data}
+	p := newParser(data)
+	defer p.release()
 	if err := p.prolog(); err != nil {
 		return wire.Value{}, err
 	}
@@ -163,10 +166,38 @@ func faultOf(v wire.Value) (*Fault, bool) {
 type parser struct {
 	data  []byte
 	pos   int
-	depth int           // open <value> elements
-	buf   []byte        // decoded text when references or CDATA force a copy
-	vals  []wire.Value  // elements of every open array, innermost last
-	mems  []wire.Member // members of every open struct, innermost last
+	depth int // open <value> elements
+	*scratch
+}
+
+// scratch is the parser's reusable working memory. Pooling it saves the
+// repeated growth of the stacks on every request with a struct or array.
+type scratch struct {
+	buf  []byte        // decoded text when references or CDATA force a copy
+	vals []wire.Value  // elements of every open array, innermost last
+	mems []wire.Member // members of every open struct, innermost last
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func newParser(data []byte) *parser {
+	return &parser{data: data, scratch: scratchPool.Get().(*scratch)}
+}
+
+// release returns the scratch to the pool, unless a huge document grew it
+// beyond what is worth keeping. Pooled memory must hold no references to
+// decoded strings: array and structure clear what they pop.
+func (p *parser) release() {
+	s := p.scratch
+	p.scratch = nil
+	if cap(s.buf) > 64<<10 || cap(s.vals) > 1024 || cap(s.mems) > 1024 {
+		return
+	}
+	// Only a failed parse leaves entries behind; beyond len all is clear.
+	clear(s.vals)
+	clear(s.mems)
+	s.buf, s.vals, s.mems = s.buf[:0], s.vals[:0], s.mems[:0]
+	scratchPool.Put(s)
 }
 
 func (p *parser) errAt(off int, msg string) error {

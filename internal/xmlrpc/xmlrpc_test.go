@@ -673,3 +673,24 @@ func TestAppendSuccessStreaming(t *testing.T) {
 		t.Errorf("streamed response differs:\n got %s\nwant %s", out, whole)
 	}
 }
+
+// TestScratchReuse interleaves failed and good parses, which share pooled
+// scratch stacks, and expects no state to leak from one to the next.
+func TestScratchReuse(t *testing.T) {
+	t.Parallel()
+	bad := []byte(wrap("<value><array><data><value>a</value><value><struct><member><name>m</name><value>b</value></member><member>"))
+	good := wrap("<value><array><data><value>x</value><value><struct><member><name>k</name><value>y</value></member></struct></value></data></array></value>")
+	want := wire.Array(wire.String("x"), wire.Struct(wire.Member{Name: "k", Value: wire.String("y")}))
+	for range 100 {
+		if _, err := ParseCall(bad); err == nil {
+			t.Fatal("bad input accepted")
+		}
+		call, err := ParseCall([]byte(good))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equal(call.Params[0], want) {
+			t.Fatalf("got %s", show(call.Params[0]))
+		}
+	}
+}
