@@ -12,8 +12,14 @@ for pkg in $(go list ./...); do
   for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
     echo "fuzz: $pkg $target ($fuzztime)"
     if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/fuzz-$$.log 2>&1; then
-      cat /tmp/fuzz-$$.log
-      status=1
+      if grep -q 'Failing input written to' /tmp/fuzz-$$.log || ! grep -q 'context deadline exceeded' /tmp/fuzz-$$.log; then
+        cat /tmp/fuzz-$$.log
+        status=1
+      else
+        # The fuzz engine itself ran out of time (a loaded machine): no
+        # failing input was found, so this is not a finding.
+        echo "fuzz: $target: engine timed out without a failing input (machine busy); not a failure"
+      fi
     fi
   done
 done
