@@ -2,19 +2,13 @@ package xapi
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/xenith/xenith/internal/api"
-	"github.com/xenith/xenith/internal/auth"
 	"github.com/xenith/xenith/internal/client"
-	"github.com/xenith/xenith/internal/inventory"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/wire"
 )
@@ -226,23 +220,10 @@ func TestEventSubscriptionsInjectAndWake(t *testing.T) {
 
 func TestEventNextAndLost(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	st, err := store.Open(store.Options{Path: filepath.Join(dir, "db"), LogSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	users, _ := auth.OpenUsers(filepath.Join(dir, "users.json"))
-	_ = users.SetPassword("root", "pw")
-	host, _ := inventory.Ensure(context.Background(), st, inventory.Options{DataDir: dir, Info: testInfo})
-	srv := New(Config{Store: st, Users: users, Host: host, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
+	e := newEnvWith(t, store.Options{LogSize: 64})
 	ctx := context.Background()
-	s, err := client.New(hs.URL, client.XMLRPC, nil).Login(ctx, "root", "pw")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := e.login(t, client.XMLRPC, "root", "pw")
+	var err error
 	_, err = s.Do(ctx, "event.next")
 	wantErr(t, err, api.ErrSessionNotRegistered)
 	if _, err := s.Do(ctx, "event.register", wire.Array(wire.String("vm"))); err != nil {
@@ -280,32 +261,18 @@ func TestEventNextAndLost(t *testing.T) {
 func TestEventTokenAcrossRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	open := func() (*store.Store, *client.Session, func()) {
-		st, err := store.Open(store.Options{Path: filepath.Join(dir, "db")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		users, _ := auth.OpenUsers(filepath.Join(dir, "users.json"))
-		_ = users.SetPassword("root", "pw")
-		host, _ := inventory.Ensure(context.Background(), st, inventory.Options{DataDir: dir, Info: testInfo})
-		srv := New(Config{Store: st, Users: users, Host: host, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		hs := httptest.NewServer(srv.Handler())
-		s, err := client.New(hs.URL, client.JSONRPC, nil).Login(context.Background(), "root", "pw")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st, s, func() { hs.Close(); st.Close() }
-	}
-	_, s, stop := open()
+	e := openEnv(t, dir, Config{}, store.Options{})
+	s := e.login(t, client.JSONRPC, "root", "pw")
 	b, _ := eventFrom(t, s, []string{"vm"}, "", 0)
 	old := b.token
 	_, _ = s.Do(context.Background(), "VM.create", vmRecord("r"))
 	b, _ = eventFrom(t, s, []string{"vm"}, old, 1)
 	cur := b.token
-	stop()
+	e.close()
 
-	_, s2, stop2 := open()
-	defer stop2()
+	e2 := openEnv(t, dir, Config{}, store.Options{})
+	defer e2.close()
+	s2 := e2.login(t, client.JSONRPC, "root", "pw")
 	// Generations continue across the restart, so tokens stay ordered; a
 	// token older than the restart cannot be served incrementally.
 	_, err := eventFrom(t, s2, []string{"vm"}, old, 0)

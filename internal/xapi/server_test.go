@@ -40,18 +40,28 @@ var testInfo = hostinfo.Info{
 
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := store.Open(store.Options{Path: filepath.Join(dir, "db")})
+	e := openEnv(t, t.TempDir(), cfg, store.Options{})
+	t.Cleanup(e.close)
+	return e
+}
+
+// openEnv starts a server on the database in dir, as xenithd does at each
+// start; tests of restarts call it twice on one dir, closing in between.
+func openEnv(t *testing.T, dir string, cfg Config, opts store.Options) *env {
+	t.Helper()
+	opts.Path = filepath.Join(dir, "db")
+	st, err := store.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
 	users, err := auth.OpenUsers(filepath.Join(dir, "users.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := users.SetPassword("root", "pw"); err != nil {
-		t.Fatal(err)
+	if !users.Has("root") {
+		if err := users.SetPassword("root", "pw"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	host, err := inventory.Ensure(context.Background(), st, inventory.Options{DataDir: dir, Version: "test", Info: testInfo})
 	if err != nil {
@@ -61,8 +71,18 @@ func newEnv(t *testing.T, cfg Config) *env {
 	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := New(cfg)
 	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
 	return &env{srv: srv, http: hs, store: st, users: users, dir: dir}
+}
+
+func (e *env) close() {
+	e.http.Close()
+	e.store.Close()
+}
+
+// resume returns a session object for ref on this server (a client that
+// kept its session across a server restart).
+func (e *env) resume(p client.Protocol, ref string) *client.Session {
+	return &client.Session{Client: client.New(e.http.URL, p, nil), Ref: ref}
 }
 
 func (e *env) login(t *testing.T, p client.Protocol, user, pw string) *client.Session {
@@ -380,43 +400,20 @@ func TestSessionLifecycle(t *testing.T) {
 func TestSessionsSurviveRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	open := func() (*Server, *store.Store) {
-		st, err := store.Open(store.Options{Path: filepath.Join(dir, "db")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		users, _ := auth.OpenUsers(filepath.Join(dir, "users.json"))
-		host, err := inventory.Ensure(context.Background(), st, inventory.Options{DataDir: dir, Version: "t", Info: testInfo})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return New(Config{Store: st, Users: users, Host: host, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}), st
-	}
-	srv, st := open()
-	if err := srv.users.SetPassword("root", "pw"); err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	s, err := client.New(hs.URL, client.JSONRPC, nil).Login(context.Background(), "root", "pw")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := openEnv(t, dir, Config{}, store.Options{})
+	s := e.login(t, client.JSONRPC, "root", "pw")
 	vm, err := s.Do(context.Background(), "VM.create", vmRecord("keep"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs.Close()
-	st.Close()
+	e.close()
 
-	srv2, st2 := open()
-	defer st2.Close()
-	if n := st2.Count(api.ClassHost); n != 1 {
+	e2 := openEnv(t, dir, Config{}, store.Options{})
+	defer e2.close()
+	if n := e2.store.Count(api.ClassHost); n != 1 {
 		t.Fatalf("%d hosts after restart", n)
 	}
-	hs2 := httptest.NewServer(srv2.Handler())
-	defer hs2.Close()
-	s2 := &client.Session{Client: client.New(hs2.URL, client.XMLRPC, nil), Ref: s.Ref}
-	name, err := s2.Do(context.Background(), "VM.get_name_label", vm)
+	name, err := e2.resume(client.XMLRPC, s.Ref).Do(context.Background(), "VM.get_name_label", vm)
 	if err != nil || name.Str != "keep" {
 		t.Fatalf("after restart: %q, %v", name.Str, err)
 	}
@@ -521,4 +518,11 @@ func TestLargeAnswersStream(t *testing.T) {
 			t.Fatalf("%s: %d of %d records arrived", pc.name, bulk, n)
 		}
 	}
+}
+
+func newEnvWith(t *testing.T, opts store.Options) *env {
+	t.Helper()
+	e := openEnv(t, t.TempDir(), Config{}, opts)
+	t.Cleanup(e.close)
+	return e
 }

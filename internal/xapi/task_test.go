@@ -2,18 +2,12 @@ package xapi
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xenith/xenith/internal/api"
-	"github.com/xenith/xenith/internal/auth"
 	"github.com/xenith/xenith/internal/client"
-	"github.com/xenith/xenith/internal/inventory"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/wire"
 )
@@ -150,20 +144,9 @@ func TestTaskCancel(t *testing.T) {
 func TestClientTasksAndCleanup(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	open := func() (*Server, *store.Store, *httptest.Server) {
-		st, err := store.Open(store.Options{Path: filepath.Join(dir, "db")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		users, _ := auth.OpenUsers(filepath.Join(dir, "users.json"))
-		_ = users.SetPassword("root", "pw")
-		host, _ := inventory.Ensure(context.Background(), st, inventory.Options{DataDir: dir, Info: testInfo})
-		srv := New(Config{Store: st, Users: users, Host: host, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		return srv, st, httptest.NewServer(srv.Handler())
-	}
 	ctx := context.Background()
-	_, st, hs := open()
-	s, _ := client.New(hs.URL, client.XMLRPC, nil).Login(ctx, "root", "pw")
+	e := openEnv(t, dir, Config{}, store.Options{})
+	s := e.login(t, client.XMLRPC, "root", "pw")
 	mine, err := s.Do(ctx, "task.create", wire.String("import"), wire.String("client work"))
 	if err != nil {
 		t.Fatal(err)
@@ -182,13 +165,12 @@ func TestClientTasksAndCleanup(t *testing.T) {
 	}
 	_, err = s.Do(ctx, "task.set_status", done, wire.String("exploded"))
 	wantErr(t, err, api.ErrFieldTypeError)
-	hs.Close()
-	st.Close()
+	e.close()
 
 	// A restart fails the unfinished task and keeps the finished one.
-	_, st2, hs2 := open()
-	defer func() { hs2.Close(); st2.Close() }()
-	s2 := &client.Session{Client: client.New(hs2.URL, client.JSONRPC, nil), Ref: s.Ref}
+	e2 := openEnv(t, dir, Config{}, store.Options{})
+	defer e2.close()
+	s2 := e2.resume(client.JSONRPC, s.Ref)
 	if st, _ := s2.Do(ctx, "task.get_status", mine); st.Str != "failure" {
 		t.Fatalf("interrupted task status %q", st.Str)
 	}
@@ -199,7 +181,7 @@ func TestClientTasksAndCleanup(t *testing.T) {
 	if _, err := s2.Do(ctx, "session.logout"); err != nil {
 		t.Fatal(err)
 	}
-	if n := st2.Count(api.ClassTask); n != 0 {
+	if n := e2.store.Count(api.ClassTask); n != 0 {
 		t.Fatalf("%d tasks left after their session logged out", n)
 	}
 }
