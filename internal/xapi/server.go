@@ -159,6 +159,8 @@ func (s *Server) buildTable() {
 	s.registerEventHandlers()
 	s.registerMessageHandlers()
 	s.registerTaskHandlers()
+	s.registerStorageHandlers()
+	s.registerNetworkHandlers()
 }
 
 // notImplemented answers messages that exist in XenAPI but that xenithd
