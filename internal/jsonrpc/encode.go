@@ -47,6 +47,9 @@ func (e *Encoder) Int(i int64) {
 	e.buf = strconv.AppendInt(e.buf, i, 10)
 }
 
+// Int32 writes a number, like Int.
+func (e *Encoder) Int32(i int32) { e.Int(int64(i)) }
+
 func (e *Encoder) Float(f float64) {
 	e.sep()
 	e.buf = appendFloat(e.buf, f)

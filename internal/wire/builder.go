@@ -28,6 +28,7 @@ func (b *Builder) put(v Value) {
 
 func (b *Builder) String(s string) { b.put(String(s)) }
 func (b *Builder) Int(i int64)     { b.put(Int(i)) }
+func (b *Builder) Int32(i int32)   { b.put(Int(int64(i))) }
 func (b *Builder) Float(f float64) { b.put(Float(f)) }
 func (b *Builder) Bool(v bool)     { b.put(Bool(v)) }
 func (b *Builder) DateTime(t time.Time) {

@@ -88,7 +88,11 @@ func (v Value) Field(name string) (Value, bool) {
 // followed by exactly one value.
 type Encoder interface {
 	String(s string)
+	// Int writes a XenAPI int (64-bit: a decimal string in XML-RPC).
 	Int(i int64)
+	// Int32 writes a native 32-bit int (XML-RPC <i4>), for the few values
+	// xapi sends that way, such as event.from's valid_ref_counts.
+	Int32(i int32)
 	Float(f float64)
 	Bool(b bool)
 	DateTime(t time.Time)

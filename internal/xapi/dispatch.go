@@ -71,6 +71,11 @@ func (s *Server) dispatch(ctx context.Context, name string, params []wire.Value,
 	if sync, ok := strings.CutPrefix(name, "Async."); ok {
 		e, call, err := s.prepare(sync, params, source, local)
 		if err != nil {
+			// Errors name the method as it was called, as xapi's do.
+			var xe *xenapi.Error
+			if errors.As(err, &xe) && len(xe.Params) > 0 && xe.Params[0] == sync {
+				xe.Params[0] = name
+			}
 			return nil, err
 		}
 		if !hasAsync(e.method) {

@@ -135,7 +135,7 @@ func encodeCounts(e wire.Encoder, counts map[*xenapi.Class]int) {
 	e.BeginStruct()
 	for _, n := range names {
 		e.Member(n)
-		e.Int(int64(byName[n]))
+		e.Int32(int32(min(byName[n], 1<<31-1)))
 	}
 	e.EndStruct()
 }

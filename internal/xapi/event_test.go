@@ -17,6 +17,9 @@ type batch struct {
 	events []wire.Value
 	token  string
 	counts map[string]string
+	// countsAreInts: every valid_ref_counts value arrived as a number (an
+	// <i4> in XML-RPC, as xapi sends them), which XO's connector needs.
+	countsAreInts bool
 }
 
 func eventFrom(t *testing.T, s *client.Session, classes []string, token string, timeout float64) (batch, error) {
@@ -32,9 +35,10 @@ func eventFrom(t *testing.T, s *client.Session, classes []string, token string, 
 	evs, _ := v.Field("events")
 	tok, _ := v.Field("token")
 	counts, _ := v.Field("valid_ref_counts")
-	b := batch{events: evs.Array, token: tok.Str, counts: map[string]string{}}
+	b := batch{events: evs.Array, token: tok.Str, counts: map[string]string{}, countsAreInts: true}
 	for _, m := range counts.Struct {
 		b.counts[m.Name] = scalarString(m.Value)
+		b.countsAreInts = b.countsAreInts && m.Value.Kind == wire.KindInt
 	}
 	return b, nil
 }
@@ -65,7 +69,7 @@ func TestEventFrom(t *testing.T) {
 		if classes["host"] != 1 || classes["vm"] < 1 {
 			t.Fatalf("%s: initial events by class %v", pc.name, classes)
 		}
-		if b.counts["vm"] == "" || b.counts["task"] == "" || b.counts["host"] != "1" {
+		if b.counts["vm"] == "" || b.counts["task"] == "" || b.counts["host"] != "1" || !b.countsAreInts {
 			t.Fatalf("%s: valid_ref_counts %v", pc.name, b.counts)
 		}
 		tok := b.token

@@ -51,6 +51,15 @@ func (e *Encoder) Int(i int64) {
 	e.endValue()
 }
 
+// Int32 writes a typed <i4>, which clients decode as a number (Int writes
+// XenAPI's 64-bit ints as untyped decimal strings).
+func (e *Encoder) Int32(i int32) {
+	e.buf = append(e.buf, "<value><i4>"...)
+	e.buf = strconv.AppendInt(e.buf, int64(i), 10)
+	e.buf = append(e.buf, "</i4>"...)
+	e.endValue()
+}
+
 func (e *Encoder) Float(f float64) {
 	e.buf = append(e.buf, "<value><double>"...)
 	e.buf = appendFloat(e.buf, f)

@@ -601,6 +601,7 @@ func (f *flusher) flush() {
 }
 func (f *flusher) String(s string)      { f.e.String(s); f.flush() }
 func (f *flusher) Int(i int64)          { f.e.Int(i); f.flush() }
+func (f *flusher) Int32(i int32)        { f.e.Int32(i); f.flush() }
 func (f *flusher) Float(x float64)      { f.e.Float(x); f.flush() }
 func (f *flusher) Bool(b bool)          { f.e.Bool(b); f.flush() }
 func (f *flusher) DateTime(t time.Time) { f.e.DateTime(t); f.flush() }

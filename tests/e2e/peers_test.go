@@ -13,13 +13,17 @@ import (
 )
 
 // Real XenAPI clients against a fresh xenithd:
-//   - python-http:   Debian's python3-os-xenapi XenAPI.py over XML-RPC/HTTP
+//   - python-http:   Debian's python3-os-xenapi XenAPI.py over XML-RPC/HTTP,
+//     including Async.* tasks (task.get_record polling, task.cancel/destroy)
+//     and events (event.from, event.register/next/unregister)
 //   - python-socket: the same through the unix socket (xapi_local's transport)
-//   - node:          Xen Orchestra's xen-api npm connector over JSON-RPC
+//   - node:          Xen Orchestra's xen-api npm connector over JSON-RPC, then
+//     with its event watcher on: the object cache must fill, follow changes
+//     made by another client (XenAPI.py, tests/peers/python/other_client.py),
+//     and settle callAsync tasks; the watcher again over XML-RPC
 //
 // The clients are installed by scripts/install-test-deps.sh; when they are
-// missing the subtests fail (they do not skip). XENITH_TEST_EVENTS=1 makes the
-// node subtest also run the connector's event watcher (event.inject/event.from).
+// missing the subtests fail (they do not skip).
 
 const (
 	debianPython  = "/usr/bin/python3"
@@ -51,12 +55,9 @@ func TestPeers(t *testing.T) {
 
 	t.Run("node", func(t *testing.T) {
 		node := requireNodeClient(t, nodeDir)
-		args := []string{filepath.Join(nodeDir, "scenario.mjs"),
-			"--url", d.URL, "--user", "root", "--password", d.Password}
-		if os.Getenv("XENITH_TEST_EVENTS") == "1" {
-			args = append(args, "--events")
-		}
-		runPeer(t, d, nodeTimeout, nodeDir, node, args...)
+		requirePythonClient(t) // the "other client" of the event checks
+		runPeer(t, d, nodeTimeout, nodeDir, node, filepath.Join(nodeDir, "scenario.mjs"),
+			"--url", d.URL, "--user", "root", "--password", d.Password, "--python", debianPython)
 	})
 }
 

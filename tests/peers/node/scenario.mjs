@@ -1,10 +1,19 @@
 // Peer-client scenario: Xenith driven by Xen Orchestra's `xen-api` connector.
 //
-//   node tests/peers/node/scenario.mjs --url http://127.0.0.1:PORT --user root --password PW [--events]
+//   node tests/peers/node/scenario.mjs --url http://127.0.0.1:PORT --user root --password PW \
+//        [--python /usr/bin/python3] [--no-events]
 //
-// (or env XENITH_URL / XENITH_USER / XENITH_PASSWORD; XENITH_NODE_EVENTS=1 = --events).
-// Prints one line per check; exits 1 on the first failed check, 2 on a usage or
-// set-up error, 3 when the global 60 s timeout fires.
+// (or env XENITH_URL / XENITH_USER / XENITH_PASSWORD / XENITH_PYTHON;
+// XENITH_NODE_EVENTS=0 = --no-events). Prints one line per check; exits 1 on
+// the first failed check, 2 on a usage or set-up error, 3 when the global 60 s
+// timeout fires.
+//
+// Two parts: the main scenario (a client with watchEvents: false: wire format,
+// inventory, VM create/set/destroy, errors, sessions, XML-RPC fallback), then,
+// unless --no-events, the event/task scenario: a client with the event watcher
+// on (XO's default) whose object cache must fill and then follow changes made
+// by another client (tests/peers/python/other_client.py, i.e. XenAPI.py, run
+// with --python), plus xapi.barrier() and Async calls through callAsync.
 //
 // What xen-api 4.7.6 does on the wire (read from node_modules/xen-api):
 // - transport 'auto': JSON-RPC first, POST <url>/jsonrpc with Content-Type and
@@ -28,14 +37,29 @@
 //   <type>.get_all_records, then event.from [session, types, token, 60.1] in a
 //   loop.  On MESSAGE_METHOD_UNKNOWN from event.inject it falls back to
 //   get_all_records + event.register + event.next; on other errors it logs and
-//   retries after 60 s.  The main scenario passes `watchEvents: false` so that
-//   it does not depend on the event machinery; --events runs an extra client
-//   with the watcher and waits for `objectsFetched` (the initial full fetch).
+//   retries after eventPollDelay (60 s by default).  `objectsFetched` resolves
+//   after the initial get_all_records of every type.  Each event.from batch
+//   goes through _processEvents: 'del' removes the object from the cache
+//   (xapi.objects, keyed by uuid, plus a by-ref map), anything else stores the
+//   event's snapshot; xapi.objects (an xo-collection) then emits 'add',
+//   'update' or 'remove'.  If result.valid_ref_counts.task !== its own task
+//   count (strict, so the count must be a number), it refetches
+//   task.get_all_records after the batch.
+// - Tasks: callAsync(method, ...args) calls Async.<method>, then watchTask(ref),
+//   which waits for the task object to reach the cache through events (only
+//   with the watcher on) and settles by its status: success -> the result
+//   parsed from task.result as XML-RPC text ('' stays ''), failure ->
+//   XapiError from error_info (error.task = the record), cancelled -> Cancel.
+//   Then it calls task.destroy.  xapi.barrier(ref) adds a random key to
+//   pool.other_config and waits for that pool change to come back through
+//   event.from, then returns the cached object of ref.
 // - xapi.call(method, ...args) prepends the session ref; `<class>.get_*` calls
 //   with at most one string argument are retried on ECONNRESET.
 
+import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import diagnosticsChannel from 'node:diagnostics_channel'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createClient } from 'xen-api'
 
@@ -112,7 +136,7 @@ diagnosticsChannel.channel('undici:request:headers').subscribe(({ request, respo
 // ---------------------------------------------------------------------------
 
 function usage(msg) {
-  console.log(`usage error: ${msg}\nusage: node scenario.mjs --url URL --user USER --password PW [--events]`)
+  console.log(`usage error: ${msg}\nusage: node scenario.mjs --url URL --user USER --password PW [--python PATH] [--no-events]`)
   process.exit(2)
 }
 
@@ -121,9 +145,12 @@ const { values: opts } = parseArgs({
     url: { type: 'string', default: process.env.XENITH_URL },
     user: { type: 'string', default: process.env.XENITH_USER ?? 'root' },
     password: { type: 'string', default: process.env.XENITH_PASSWORD },
-    events: { type: 'boolean', default: process.env.XENITH_NODE_EVENTS === '1' },
+    python: { type: 'string', default: process.env.XENITH_PYTHON ?? '/usr/bin/python3' },
+    'no-events': { type: 'boolean', default: process.env.XENITH_NODE_EVENTS === '0' },
+    events: { type: 'boolean' }, // accepted for compatibility: events are on by default now
   },
 })
+const withEvents = !opts['no-events']
 if (!opts.url) usage('--url is required')
 if (opts.password === undefined) usage('--password is required')
 const baseUrl = opts.url.replace(/\/+$/, '')
@@ -408,37 +435,295 @@ async function scenario() {
   await xr.disconnect()
 }
 
-async function eventsScenario() {
-  step('event watcher (connect with watchEvents on)')
-  const xapi = newClient({ watchEvents: undefined, eventPollDelay: 5e3 })
-  const errors = []
-  xapi.on('eventFetchingError', e => errors.push(e))
-  await xapi.connect()
-  const fetched = await Promise.race([
-    xapi.objectsFetched.then(() => true),
-    new Promise(resolve => setTimeout(resolve, 20e3, false)),
-  ])
-  check('objectsFetched resolves (event.inject + every get_all_records)', fetched,
-    `not within 20 s; last calls: ${httpLog.slice(-6).map(r => r.rpc).join(', ')}`)
-  const dom0 = xapi.objects.all && Object.values(xapi.objects.all).find(o => o.$type === 'VM' && o.is_control_domain)
-  check('object cache holds the control domain', dom0 !== undefined)
-  check('object cache holds the pool', xapi.pool !== null && xapi.getObject(xapi.pool.$ref) !== undefined)
-  // a change must come back through event.from
-  const label = 'xenith-events-' + Math.random().toString(36).slice(2, 8)
-  await xapi.call('VM.set_name_description', dom0.$ref, label)
-  const deadline = Date.now() + 15e3
-  while (Date.now() < deadline && xapi.getObject(dom0.$ref).name_description !== label) {
-    await new Promise(resolve => setTimeout(resolve, 200))
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+
+// promise, or a CheckFailed after ms
+async function within(ms, promise, what) {
+  let timer
+  try {
+    return await Promise.race([
+      promise,
+      new Promise((resolve, reject) => {
+        timer = setTimeout(() => reject(new CheckFailed(`${what}: not settled within ${ms / 1e3} s`)), ms)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
   }
-  check('event.from delivered the change', xapi.getObject(dom0.$ref).name_description === label,
-    `errors: ${errors.map(String).join('; ')}`)
-  check('no event fetching errors', errors.length === 0, errors.map(String).join('; '))
+}
+
+// polls pred() every 50 ms; its first truthy value, or undefined after ms
+async function waitFor(pred, ms = 10e3) {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = pred()
+    if (v) return v
+    if (Date.now() > deadline) return undefined
+    await sleep(50)
+  }
+}
+
+// "another client": Python XenAPI.py (Debian's python3-os-xenapi), one
+// process per change, with its own session
+const otherClientScript = fileURLToPath(new URL('../python/other_client.py', import.meta.url))
+const redact = text => String(text).split(opts.password).join('***')
+function otherClient(...args) {
+  return new Promise((resolve, reject) => {
+    execFile(
+      opts.python,
+      [otherClientScript, '--url', baseUrl, '--user', opts.user, '--password', opts.password, ...args],
+      { timeout: 20e3, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } },
+      (error, stdout, stderr) => {
+        if (error) {
+          reject(new CheckFailed(redact(`other client (${opts.python} other_client.py ${args.join(' ')}) ` +
+            `failed: ${error.message}\n${stdout}${stderr}`)))
+        } else {
+          resolve(stdout.trim())
+        }
+      }
+    )
+  })
+}
+
+async function eventsScenario() {
+  step('event watcher: connect() + initial fetch (watchEvents on, the connector default)')
+  const warnings = []
+  const consoleWarn = console.warn
+  console.warn = (...args) => {
+    warnings.push(args.map(a => a?.code ?? a?.message ?? String(a)).join(' '))
+    consoleWarn(...args)
+  }
+  const xapi = newClient({ watchEvents: true, eventPollDelay: 2e3 })
+  const fetchErrors = []
+  xapi.on('eventFetchingError', e => fetchErrors.push(e))
+  const logStart = httpLog.length
+  const watcherCalls = () => httpLog.slice(logStart).map(r => r.rpc)
+  await xapi.connect()
+  check('connect() -> connected', xapi.status === 'connected', xapi.status)
+  const fetched = await within(15e3, xapi.objectsFetched.then(() => true), 'objectsFetched').catch(e => e)
+  check('objectsFetched resolves (event.inject + every <type>.get_all_records)', fetched === true,
+    `${fetched?.message}; calls so far: ${watcherCalls().join(', ')}`)
+  check('the watcher took its token with event.inject (no fallback to event.register/next)',
+    watcherCalls().includes('event.inject') && !watcherCalls().includes('event.register'), watcherCalls().join(', '))
+  for (const m of ['pool', 'host', 'SR', 'network', 'PIF', 'PBD', 'VM', 'task']) {
+    if (!watcherCalls().includes(m + '.get_all_records')) {
+      throw new CheckFailed(`initial fetch did not call ${m}.get_all_records: ${watcherCalls().join(', ')}`)
+    }
+  }
+  check('initial fetch read pool, host, SR, network, PIF, PBD, VM and task with get_all_records', true)
+  check('the event loop runs: a first event.from returned',
+    (await waitFor(() => xapi.lastEventFetchedTimestamp !== undefined, 10e3)) === true,
+    `calls: ${watcherCalls().join(', ')}; errors: ${fetchErrors.map(String).join('; ')}`)
+
+  step('object cache contents')
+  const cached = type => Object.values(xapi.objects.all).filter(o => o.$type === type)
+  for (const type of ['pool', 'host', 'SR', 'network', 'PIF', 'PBD', 'VM']) {
+    const inCache = cached(type).map(o => o.$ref).sort()
+    const onServer = (await xapi.call(`${type}.get_all`)).sort()
+    check(`cache holds ${onServer.length} ${type} object(s), exactly ${type}.get_all`,
+      onServer.length >= 1 && show(inCache) === show(onServer), `cache ${show(inCache)} server ${show(onServer)}`)
+  }
+  const pools = cached('pool')
+  const hosts = cached('host')
+  check('one pool and one host in the cache', pools.length === 1 && hosts.length === 1)
+  const [pool] = pools
+  const [host] = hosts
+  check('xapi.pool is the cached pool', xapi.pool?.$ref === pool.$ref)
+  check('pool.$master -> the cached host', pool.$master === host, show(pool.master))
+  const dom0s = cached('VM').filter(vm => vm.is_control_domain === true)
+  check('exactly one control domain in the cache', dom0s.length === 1,
+    show(cached('VM').map(vm => [vm.name_label, vm.is_control_domain])))
+  const [dom0] = dom0s
+  check('control domain: $resident_on -> the cached host, power_state Running',
+    dom0.$resident_on === host && dom0.power_state === 'Running', show([dom0.resident_on, dom0.power_state]))
+  check('every PBD: $SR cached, $host -> the host',
+    cached('PBD').every(pbd => pbd.$SR?.$type === 'SR' && pbd.$host === host), show(cached('PBD')))
+  check('every PIF: $network cached, $host -> the host',
+    cached('PIF').every(pif => pif.$network?.$type === 'network' && pif.$host === host), show(cached('PIF')))
+  check('getObject(uuid) and getObjectByRef(ref) find the same object',
+    xapi.getObject(dom0.uuid) === dom0 && xapi.getObjectByRef(dom0.$ref) === dom0)
+
+  // every change of xapi.objects, by uuid ($id)
+  const seen = { add: new Set(), update: new Set(), remove: new Set() }
+  const taskStates = new Map() // task ref -> every status seen in the cache
+  for (const action of ['add', 'update', 'remove']) {
+    xapi.objects.on(action, items => {
+      for (const [id, o] of Object.entries(items)) {
+        seen[action].add(id)
+        if (action !== 'remove' && o?.$type === 'task') {
+          if (!taskStates.has(o.$ref)) taskStates.set(o.$ref, [])
+          taskStates.get(o.$ref).push(o)
+        }
+      }
+    })
+  }
+
+  step('a change by another client (Python XenAPI.py) reaches the cache through event.from')
+  const tag = Math.random().toString(36).slice(2, 10)
+  const pyName = `xenith-peer-node-other-${tag}`
+  const pyVm = await otherClient('create-vm', pyName, tag)
+  check('python: VM.create returned a ref', isRef(pyVm), pyVm)
+  let obj = await waitFor(() => xapi.getObjectByRef(pyVm, undefined))
+  check('the new VM appears in the connector cache', obj !== undefined,
+    `not within 10 s; errors: ${fetchErrors.map(String).join('; ')}`)
+  check('... with its record (name_label, other_config, power_state Halted)',
+    obj.name_label === pyName && obj.other_config?.['xenith-test'] === tag && obj.power_state === 'Halted',
+    show({ name_label: obj.name_label, other_config: obj.other_config, power_state: obj.power_state }))
+  const pyUuid = obj.uuid
+  check("xapi.objects emitted 'add' for it", (await waitFor(() => seen.add.has(pyUuid), 2e3)) === true)
+  await otherClient('set-name-label', pyVm, pyName + '-renamed')
+  obj = await waitFor(() => {
+    const o = xapi.getObjectByRef(pyVm, undefined)
+    return o?.name_label === pyName + '-renamed' ? o : undefined
+  })
+  check('python: VM.set_name_label reaches the cached record', obj !== undefined,
+    show(xapi.getObjectByRef(pyVm, undefined)?.name_label))
+  check("xapi.objects emitted 'update' for it", (await waitFor(() => seen.update.has(pyUuid), 2e3)) === true)
+  await otherClient('destroy-vm', pyVm)
+  check('python: VM.destroy -> the VM disappears from the cache',
+    (await waitFor(() => xapi.getObjectByRef(pyVm, undefined) === undefined)) === true,
+    'still cached after 10 s')
+  check("xapi.objects emitted 'remove' for it; getObject(uuid) no longer finds it",
+    (await waitFor(() => seen.remove.has(pyUuid), 2e3)) === true && xapi.getObject(pyUuid, undefined) === undefined)
+
+  step('xapi.barrier()')
+  await within(10e3, xapi.barrier(), 'xapi.barrier()')
+  check('barrier() resolves: its pool.other_config change came back through event.from', true)
+
+  step('Async calls through the connector: callAsync + watchTask')
+  const name = `xenith-peer-node-async-${tag}`
+  const record = {
+    name_label: name,
+    name_description: 'created by callAsync in tests/peers/node/scenario.mjs',
+    user_version: 1,
+    is_a_template: false,
+    affinity: NULL_REF,
+    memory_static_min: 256 * MIB,
+    memory_static_max: GIB,
+    memory_dynamic_min: GIB,
+    memory_dynamic_max: GIB,
+    VCPUs_max: 1,
+    VCPUs_at_startup: 1,
+    VCPUs_params: {},
+    actions_after_shutdown: 'destroy',
+    actions_after_reboot: 'restart',
+    actions_after_crash: 'restart',
+    PV_bootloader: '',
+    PV_kernel: '',
+    PV_ramdisk: '',
+    PV_args: '',
+    PV_bootloader_args: '',
+    PV_legacy_args: '',
+    HVM_boot_policy: 'BIOS order',
+    HVM_boot_params: { order: 'cdn' },
+    platform: {},
+    PCI_bus: '',
+    other_config: { 'xenith-test': tag },
+    recommendations: '',
+    xenstore_data: {},
+    tags: [],
+    blocked_operations: {},
+    domain_type: 'hvm',
+  }
+  const asyncStart = httpLog.length
+  const vmRef = await within(15e3, xapi.callAsync('VM.create', record), "callAsync('VM.create')")
+  check("callAsync('VM.create', record) resolves to the new VM's ref", isRef(vmRef), show(vmRef))
+  check('... sent as Async.VM.create', httpLog.slice(asyncStart).some(r => r.rpc === 'Async.VM.create'),
+    show(httpLog.slice(asyncStart).map(r => r.rpc)))
+  check('the VM exists on the server', (await xapi.call('VM.get_name_label', vmRef)) === name)
+  const createTasks = [...taskStates.entries()].filter(([, states]) => states.some(t => t.name_label === 'Async.VM.create'))
+  check('the connector saw the Async.VM.create task through events', createTasks.length === 1,
+    show([...taskStates.values()].map(states => states.map(t => [t.name_label, t.status]))))
+  const [createTaskRef, createStates] = createTasks[0]
+  const last = createStates[createStates.length - 1]
+  check('... last seen with status success, progress 1, result <value>vmRef</value>',
+    last.status === 'success' && intOf(last.progress) === 1 && last.result === `<value>${vmRef}</value>`,
+    show({ status: last.status, progress: last.progress, result: last.result }))
+  check('callAsync destroyed its task: it leaves the cache',
+    (await waitFor(() => xapi.getObjectByRef(createTaskRef, undefined) === undefined)) === true)
+  const vmObj = await within(10e3, xapi.barrier(vmRef), 'xapi.barrier(vmRef)')
+  check('barrier(vmRef) returns the cached VM', vmObj?.$ref === vmRef && vmObj.name_label === name,
+    show(vmObj?.name_label))
+
+  const err = await expectError("callAsync('VM.destroy', control domain) rejects with OPERATION_NOT_ALLOWED",
+    within(15e3, xapi.callAsync('VM.destroy', dom0.$ref), "callAsync('VM.destroy', dom0)"), 'OPERATION_NOT_ALLOWED')
+  check('... the error carries the failed task (status failure, error_info)',
+    err.task?.status === 'failure' && err.task?.error_info?.[0] === 'OPERATION_NOT_ALLOWED',
+    show({ status: err.task?.status, error_info: err.task?.error_info }))
+  check('control domain still cached', xapi.getObjectByRef(dom0.$ref, undefined) !== undefined)
+
+  const destroyed = await within(15e3, vmObj.$callAsync('destroy'), "vm.$callAsync('destroy')")
+  check("vm.$callAsync('destroy') (Async.VM.destroy) resolves to ''", destroyed === '', show(destroyed))
+  check('the destroyed VM leaves the cache',
+    (await waitFor(() => xapi.getObjectByRef(vmRef, undefined) === undefined)) === true)
+
+  step('event watcher health')
+  check('no eventFetchingError', fetchErrors.length === 0, fetchErrors.map(String).join('; '))
+  check('no watcher warnings', warnings.length === 0, warnings.join('; '))
+  const injects = watcherCalls().filter(m => m === 'event.inject').length
+  check('one event.inject: the loop never restarted (no EVENTS_LOST / SESSION_INVALID)', injects === 1,
+    `${injects} event.inject calls`)
+  const refreshes = watcherCalls().filter(m => m === 'task.get_all_records').length - 1
+  console.log(`info: ${watcherCalls().filter(m => m === 'event.from').length} event.from answers, ` +
+    `${refreshes} task.get_all_records refetches (valid_ref_counts.task != cached task count)`)
   await xapi.disconnect()
+  console.warn = consoleWarn
+}
+
+// Same watcher over xen-api's XML-RPC transport (POST /xmlrpc). Kept last: its
+// valid_ref_counts check fails on a known server bug (see below) and must not
+// hide the checks above.
+async function xmlRpcEventsScenario() {
+  step('event watcher over the XML-RPC transport')
+  const xapi = newClient({ transport: 'xml-rpc', watchEvents: true, eventPollDelay: 2e3 })
+  const calls = []
+  const listener = ({ request }) => {
+    const m = /<methodName>([^<]*)<\/methodName>/.exec(String(request.body))
+    if (m) calls.push(m[1])
+  }
+  diagnosticsChannel.channel('undici:request:headers').subscribe(listener)
+  try {
+    await xapi.connect()
+    const fetched = await within(15e3, xapi.objectsFetched.then(() => true), 'objectsFetched').catch(e => e)
+    check('xml-rpc: objectsFetched resolves', fetched === true, fetched?.message)
+    const dom0 = Object.values(xapi.objects.all).find(o => o.$type === 'VM' && o.is_control_domain)
+    check('xml-rpc: the control domain is cached', dom0 !== undefined)
+    const before = dom0.name_description
+    const start = calls.length
+    for (let i = 0; i < 3; i++) {
+      const label = `xml-rpc-event-${i}`
+      await xapi.call('VM.set_name_description', dom0.$ref, label)
+      check(`xml-rpc: change ${i + 1} reaches the cache through event.from`,
+        (await waitFor(() => xapi.getObjectByRef(dom0.$ref).name_description === label)) === true)
+    }
+    await xapi.call('VM.set_name_description', dom0.$ref, before)
+    await waitFor(() => xapi.getObjectByRef(dom0.$ref).name_description === before)
+    const window = calls.slice(start)
+    const answers = window.filter(m => m === 'event.from').length
+    const refetches = window.filter(m => m === 'task.get_all_records').length
+    const err = await expectError("xml-rpc: callAsync('VM.destroy', control domain) -> OPERATION_NOT_ALLOWED",
+      within(15e3, xapi.callAsync('VM.destroy', dom0.$ref), 'callAsync over XML-RPC'), 'OPERATION_NOT_ALLOWED')
+    check('xml-rpc: ... with the failed task', err.task?.status === 'failure')
+    // xen-api compares result.valid_ref_counts.task !== <cached task count>
+    // (a number) and refetches task.get_all_records when they differ. xapi
+    // sends the counts as XML-RPC <i4> (Event_types.rpc_of_event_from uses
+    // Rpc.Int32), so no task changes means no refetch.
+    check('xml-rpc: no task.get_all_records refetch while no task changed (valid_ref_counts are XML-RPC <i4> ints)',
+      answers >= 1 && refetches === 0,
+      `${refetches} task.get_all_records refetches for ${answers} event.from answers; ` +
+        'the server sends valid_ref_counts values as strings over XML-RPC')
+  } finally {
+    diagnosticsChannel.channel('undici:request:headers').unsubscribe(listener)
+    await xapi.disconnect()
+  }
 }
 
 try {
   await scenario()
-  if (opts.events) await eventsScenario()
+  if (withEvents) {
+    await eventsScenario()
+    await xmlRpcEventsScenario()
+  }
 } catch (error) {
   if (error instanceof CheckFailed) {
     console.log(`FAIL [${currentStep}] ${error.message}`)
@@ -450,5 +735,5 @@ try {
   process.exit(1)
 }
 clearTimeout(timer)
-console.log(`OK: all node checks passed${opts.events ? ' (with events)' : ''}`)
+console.log(`OK: all node checks passed${withEvents ? ' (with events and tasks)' : ' (events skipped: --no-events)'}`)
 process.exit(0)

@@ -44,6 +44,8 @@ import argparse
 import os
 import re
 import sys
+import threading
+import time
 import traceback
 import uuid
 import xmlrpc.client
@@ -468,6 +470,10 @@ def scenario(make_session, user, password, mode, base_url=None):
     check("record shows the new memory_static_max", x.VM.get_record(vm2).get("memory_static_max") == str(2 * GIB))
     x.VM.destroy(vm2)
 
+    # ---------------------------------------------------------------- Async tasks, events
+    async_tasks(session, record, name, host, dom0)
+    counts = events(session, make_session, user, password, record, name, dom0)
+
     session.xenapi.session.logout()
     check("logout", session._session is None)
 
@@ -481,6 +487,225 @@ def scenario(make_session, user, password, mode, base_url=None):
                               "(local root, as xapi does), got %r" % (user, f.details))
         check("unix socket: local root logs in whatever the password", is_ref(s5._session))
         s5.xenapi.session.logout()
+
+    # ---------------------------------------------------------------- valid_ref_counts type
+    # Kept last (a known server divergence must not hide the checks above).
+    # xapi builds event.from's answer with Event_types.rpc_of_event_from, whose
+    # counts are Rpc.Int32: XML-RPC <i4>, so Python gets ints (unlike int64
+    # fields, which XenAPI sends as strings).
+    step("event.from valid_ref_counts type")
+    check("valid_ref_counts values are XML-RPC <i4> ints, as xapi sends them",
+          all(isinstance(v, int) for v in counts.values()),
+          "got %r" % ({k: counts[k] for k in sorted(counts)[:4]},))
+
+
+# --------------------------------------------------------------------------
+# Async tasks and events
+
+
+TASK_TIMEOUT = 10.0   # seconds a task may stay pending before we give up
+EVENT_TIMEOUT = 5.0   # event.from / event.next waits
+
+
+def event_from(x, classes, token, timeout):
+    # "from" is a Python keyword: x.event.from(...) does not parse.
+    return getattr(x.event, "from")(classes, token, float(timeout))
+
+
+def wait_task(x, task, what):
+    """Poll task.get_status until it leaves pending (as XenAPI.py users do),
+    then return the task record."""
+    deadline = time.time() + TASK_TIMEOUT
+    while True:
+        status = x.task.get_status(task)
+        if status not in ("pending", "cancelling"):
+            return x.task.get_record(task)
+        if time.time() > deadline:
+            raise CheckFailed("%s: task %s still %s after %.0f s: %r"
+                              % (what, task, status, TASK_TIMEOUT, x.task.get_record(task)))
+        time.sleep(0.05)
+
+
+def task_result_value(result):
+    """task.result is the XML-RPC text of the value, e.g.
+    "<value>OpaqueRef:...</value>" (xapi stores Xmlrpc.to_string of it)."""
+    wrapped = "<methodResponse><params><param>%s</param></params></methodResponse>" % result
+    return xmlrpc.client.loads(wrapped)[0][0]
+
+
+def async_tasks(session, record, name, host, dom0):
+    x = session.xenapi
+    step("Async.VM.create + task polling")
+    aname = name + "-async"
+    t0 = time.time()
+    task = x.Async.VM.create(dict(record, name_label=aname, other_config={}))
+    check("Async.VM.create returns a task ref at once", is_ref(task) and time.time() - t0 < 5, repr(task))
+    check("it is a task: task.get_name_label == Async.VM.create",
+          x.task.get_name_label(task) == "Async.VM.create", repr(x.task.get_name_label(task)))
+    check("session.tasks lists the task", task in x.session.get_tasks(session._session),
+          repr(x.session.get_tasks(session._session)))
+    trec = wait_task(x, task, "Async.VM.create")
+    check("task status success", trec.get("status") == "success", repr(trec))
+    check("task progress 1.0", trec.get("progress") == 1.0, repr(trec.get("progress")))
+    check("task error_info empty", trec.get("error_info") == [], repr(trec.get("error_info")))
+    check("task resident_on the host", trec.get("resident_on") == host, repr(trec.get("resident_on")))
+    check("task created <= finished", isinstance(trec.get("created"), xmlrpc.client.DateTime)
+          and isinstance(trec.get("finished"), xmlrpc.client.DateTime) and trec["created"] <= trec["finished"],
+          "created %r finished %r" % (trec.get("created"), trec.get("finished")))
+    result = trec.get("result", "")
+    check("task result is XML-RPC text <value>...</value>",
+          isinstance(result, str) and result.startswith("<value>") and result.endswith("</value>"), repr(result))
+    vm = task_result_value(result)
+    check("task result parses to a VM ref", is_ref(vm), "%r -> %r" % (result, vm))
+    check("the VM exists with the name given to Async.VM.create", x.VM.get_name_label(vm) == aname,
+          repr(x.VM.get_name_label(vm)))
+    check("task.get_by_uuid", x.task.get_by_uuid(trec["uuid"]) == task)
+    expect_failure("task.cancel of a finished task -> OPERATION_NOT_ALLOWED",
+                   lambda: x.task.cancel(task), "OPERATION_NOT_ALLOWED")
+    x.task.destroy(task)
+    expect_failure("task.destroy, then task.get_record -> HANDLE_INVALID [task, ref]",
+                   lambda: x.task.get_record(task), "HANDLE_INVALID", ["task", task])
+    check("session.tasks no longer lists it", task not in x.session.get_tasks(session._session))
+
+    step("failing Async calls")
+    task = x.Async.VM.destroy(dom0)
+    check("Async.VM.destroy(control domain) returns a task ref", is_ref(task), repr(task))
+    trec = wait_task(x, task, "Async.VM.destroy(control domain)")
+    check("task status failure", trec.get("status") == "failure", repr(trec))
+    info = trec.get("error_info") or []
+    check("task error_info[0] == OPERATION_NOT_ALLOWED", info[:1] == ["OPERATION_NOT_ALLOWED"], repr(info))
+    check("failed task has an empty result", trec.get("result") == "", repr(trec.get("result")))
+    check("control domain still there", x.VM.get_is_control_domain(dom0) is True)
+    x.task.destroy(task)
+    bogus = "OpaqueRef:%s" % uuid.uuid4()
+    # xapi checks the object inside the task: the call itself succeeds.
+    task = x.Async.VM.destroy(bogus)
+    trec = wait_task(x, task, "Async.VM.destroy(unknown ref)")
+    check("Async.VM.destroy(unknown ref) -> task failure HANDLE_INVALID [VM, ref]",
+          trec.get("status") == "failure" and trec.get("error_info") == ["HANDLE_INVALID", "VM", bogus], repr(trec))
+    x.task.destroy(task)
+    expect_failure("Async form of a field getter does not exist -> MESSAGE_METHOD_UNKNOWN",
+                   lambda: x.Async.VM.get_name_label(vm), "MESSAGE_METHOD_UNKNOWN")
+
+    step("Async.VM.destroy")
+    task = x.Async.VM.destroy(vm)
+    trec = wait_task(x, task, "Async.VM.destroy")
+    check("Async.VM.destroy task success", trec.get("status") == "success", repr(trec))
+    check("VM gone", vm not in x.VM.get_all())
+    x.task.destroy(task)
+
+
+def events(session, make_session, user, password, record, name, dom0):
+    x = session.xenapi
+    step("event.from")
+    first = event_from(x, ["vm"], "", 0)
+    check("event.from(['vm'], '', 0) -> {events, valid_ref_counts, token}",
+          isinstance(first, dict) and set(first) >= {"events", "valid_ref_counts", "token"}, repr(first)[:300])
+    token = first["token"]
+    check("token is a non-empty string", isinstance(token, str) and token != "", repr(token))
+    evs = first["events"]
+    all_vms = set(x.VM.get_all())
+    check("initial batch: one 'add' per VM, class 'vm'",
+          {e.get("ref") for e in evs} == all_vms and all(e.get("class") == "vm" and e.get("operation") == "add"
+                                                         for e in evs),
+          repr([(e.get("class"), e.get("operation"), e.get("ref")) for e in evs]))
+    d0 = [e for e in evs if e.get("ref") == dom0]
+    check("initial batch: events have id, timestamp and a snapshot (the record)",
+          d0 and all(k in d0[0] for k in ("id", "timestamp", "snapshot"))
+          and d0[0]["snapshot"].get("is_control_domain") is True, repr(d0)[:400])
+    counts = first["valid_ref_counts"]
+    check("valid_ref_counts['vm'] == number of VMs", isinstance(counts, dict) and int(counts.get("vm", -1)) == len(all_vms),
+          repr(counts.get("vm") if isinstance(counts, dict) else counts))
+
+    vm = x.VM.create(dict(record, name_label=name + "-ev", other_config={}))
+    batch = event_from(x, ["vm"], token, EVENT_TIMEOUT)
+    mine = [e for e in batch["events"] if e.get("ref") == vm]
+    check("after VM.create: event.from(token) has an 'add' for the new VM",
+          len(mine) == 1 and mine[0].get("operation") == "add"
+          and mine[0].get("snapshot", {}).get("name_label") == name + "-ev", repr(batch["events"])[:400])
+    check("... and nothing about unchanged VMs", all(e.get("ref") == vm for e in batch["events"]),
+          repr([(e.get("operation"), e.get("ref")) for e in batch["events"]]))
+    check("the token moved on", batch["token"] != token, repr(batch["token"]))
+    token = batch["token"]
+
+    x.VM.set_name_label(vm, name + "-ev2")
+    batch = event_from(x, ["vm"], token, EVENT_TIMEOUT)
+    mine = [e for e in batch["events"] if e.get("ref") == vm]
+    check("after VM.set_name_label: a 'mod' with the new name in the snapshot",
+          len(mine) == 1 and mine[0].get("operation") == "mod"
+          and mine[0].get("snapshot", {}).get("name_label") == name + "-ev2", repr(batch["events"])[:400])
+    token = batch["token"]
+
+    t0 = time.time()
+    idle = event_from(x, ["vm"], token, 0.5)
+    waited = time.time() - t0
+    check("no change: event.from waits out its timeout and returns no events",
+          idle["events"] == [] and 0.4 <= waited < 4, "%r after %.2f s" % (idle["events"], waited))
+    token = idle["token"]
+
+    # A blocked event.from is woken by a change made by another session.
+    other = make_session()
+    other.xenapi.login_with_password(user, password)
+    out = {}
+
+    def watch():
+        t = time.time()
+        try:
+            out["batch"] = event_from(other.xenapi, ["vm"], token, 10)
+        except Exception as e:  # reported by the check below
+            out["error"] = e
+        out["elapsed"] = time.time() - t
+
+    th = threading.Thread(target=watch, daemon=True)
+    th.start()
+    time.sleep(0.3)
+    x.VM.set_name_description(vm, "woken")
+    th.join(12)
+    got = [e for e in out.get("batch", {}).get("events", []) if e.get("ref") == vm]
+    check("a blocked event.from (other session) wakes up on the change",
+          not th.is_alive() and got and got[0].get("operation") == "mod"
+          and got[0]["snapshot"].get("name_description") == "woken" and out["elapsed"] < 5,
+          "alive=%s out=%r" % (th.is_alive(), {k: (v if k != "batch" else v.get("events")) for k, v in out.items()}))
+    other.xenapi.session.logout()
+    token = out["batch"]["token"]
+
+    # Per-object subscription "vm/<ref>": a change to another VM is not reported.
+    dom0_desc = x.VM.get_name_description(dom0)
+    x.VM.set_name_description(dom0, "not watched " + name)
+    x.VM.set_name_description(vm, "watched")
+    batch = event_from(x, ["vm/" + vm], token, EVENT_TIMEOUT)
+    check("event.from(['vm/<ref>']) reports only that VM",
+          [(e.get("ref"), e.get("operation")) for e in batch["events"]] == [(vm, "mod")],
+          repr([(e.get("ref"), e.get("operation")) for e in batch["events"]]))
+    token = batch["token"]
+    x.VM.set_name_description(dom0, dom0_desc)
+
+    step("event.register / event.next / event.unregister")
+    expect_failure("event.next before event.register -> SESSION_NOT_REGISTERED",
+                   lambda: x.event.next(), "SESSION_NOT_REGISTERED")
+    x.event.register(["vm"])
+    x.VM.set_name_label(vm, name + "-next1")
+    x.VM.set_name_label(vm, name + "-next2")
+    nxt = x.event.next()
+    mine = [e for e in nxt if e.get("ref") == vm]
+    check("event.register(['vm']) + 2 changes: event.next returns both 'mod' events, in order",
+          [e.get("operation") for e in mine] == ["mod", "mod"]
+          and [e.get("snapshot", {}).get("name_label") for e in mine] == [name + "-next1", name + "-next2"]
+          and all(e.get("class") == "vm" for e in mine),
+          repr([(e.get("class"), e.get("operation"), e.get("ref")) for e in nxt]))
+    x.event.unregister(["vm"])
+    check("event.unregister(['vm'])", True)
+
+    step("event.from sees the VM destroyed")
+    x.VM.destroy(vm)
+    batch = event_from(x, ["vm"], token, EVENT_TIMEOUT)
+    mine = [e for e in batch["events"] if e.get("ref") == vm]
+    check("after VM.destroy: a 'del' for it", len(mine) == 1 and mine[0].get("operation") == "del",
+          repr(batch["events"])[:400])
+    check("valid_ref_counts['vm'] dropped back", int(batch["valid_ref_counts"]["vm"]) == len(all_vms),
+          repr(batch["valid_ref_counts"].get("vm")))
+    check("event.get_current_id is an int (XML-RPC string)", re.match(r"^\d+$", str(x.event.get_current_id())) is not None)
+    return batch["valid_ref_counts"]
 
 
 def main():

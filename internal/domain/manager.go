@@ -1,0 +1,602 @@
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/store"
+	"github.com/xenith/xenith/internal/xenapi"
+)
+
+// Manager runs VM operations over a Driver and keeps the store in step.
+type Manager struct {
+	st       *store.Store
+	drv      Driver
+	host     xenapi.Ref
+	log      *slog.Logger
+	stateDir string
+
+	// CleanShutdownTimeout bounds how long a guest may take to obey a
+	// clean shutdown or reboot request.
+	CleanShutdownTimeout time.Duration
+	// Progress, when set, records the progress of the task running ctx.
+	Progress func(ctx context.Context, p float64)
+
+	mu    sync.Mutex
+	locks map[xenapi.Ref]chan struct{}
+}
+
+// Config is what New needs.
+type Config struct {
+	Store    *store.Store
+	Driver   Driver
+	Host     xenapi.Ref
+	Log      *slog.Logger
+	StateDir string // suspend images go under StateDir/suspend
+}
+
+// New returns a manager; call Run to adopt domains and follow guests.
+func New(cfg Config) *Manager {
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Manager{st: cfg.Store, drv: cfg.Driver, host: cfg.Host, log: log, stateDir: cfg.StateDir,
+		CleanShutdownTimeout: 60 * time.Second, locks: make(map[xenapi.Ref]chan struct{})}
+}
+
+// Driver returns the hypervisor driver.
+func (m *Manager) Driver() Driver { return m.drv }
+
+// lock serialises work on one VM. Waiters are served in arrival order
+// (blocked channel senders queue FIFO).
+func (m *Manager) lock(ctx context.Context, vm xenapi.Ref) (func(), error) {
+	m.mu.Lock()
+	ch := m.locks[vm]
+	if ch == nil {
+		ch = make(chan struct{}, 1)
+		m.locks[vm] = ch
+	}
+	m.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (m *Manager) progress(ctx context.Context, p float64) {
+	if m.Progress != nil {
+		m.Progress(ctx, p)
+	}
+}
+
+// begin checks that op may run on vm now and marks it in
+// current_operations, atomically, so that clashing operations are refused
+// at once (OTHER_OPERATION_IN_PROGRESS) as in xapi. It returns the VM
+// record as it was.
+func (m *Manager) begin(ctx context.Context, ref xenapi.Ref, op api.VMOperations, opID string) (*api.VM, error) {
+	var snapshot *api.VM
+	err := m.st.Update(ctx, func(tx *store.Tx) error {
+		return tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
+			vm := r.(*api.VM)
+			if err := CheckOperation(ref, vm, op); err != nil {
+				return err
+			}
+			vm.CurrentOperations = map[string]api.VMOperations{opID: op}
+			vm.AllowedOperations = nil
+			c := *vm
+			snapshot = &c
+			return nil
+		})
+	})
+	return snapshot, err
+}
+
+// CheckOperation returns the XenAPI error that op meets on vm now, if any.
+func CheckOperation(ref xenapi.Ref, vm *api.VM, op api.VMOperations) error {
+	if vm.IsATemplate && !fromAllowed(vm, op) {
+		return xenapi.NewError(api.ErrVMIsTemplate, string(ref))
+	}
+	if vm.IsControlDomain {
+		return xenapi.NewError(api.ErrOperationNotAllowed, "the control domain cannot be "+string(op)+"ed")
+	}
+	for id, cur := range vm.CurrentOperations {
+		return xenapi.NewError(api.ErrOtherOperationInProgress, "VM", string(ref), string(cur), id)
+	}
+	if !fromAllowed(vm, op) {
+		return xenapi.NewError(api.ErrVMBadPowerState, string(ref), ExpectedState(op), LowerState(vm.PowerState))
+	}
+	return nil
+}
+
+// end clears the operation and recomputes allowed_operations.
+func (m *Manager) end(ref xenapi.Ref, opID string) {
+	err := m.st.Update(context.Background(), func(tx *store.Tx) error {
+		if !tx.Exists(api.ClassVM, ref) {
+			return nil
+		}
+		return tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
+			vm := r.(*api.VM)
+			ops := make(map[string]api.VMOperations, len(vm.CurrentOperations))
+			for k, v := range vm.CurrentOperations {
+				if k != opID {
+					ops[k] = v
+				}
+			}
+			if len(ops) == 0 {
+				ops = nil
+			}
+			vm.CurrentOperations = ops
+			vm.AllowedOperations = AllowedOperations(vm)
+			return nil
+		})
+	})
+	if err != nil {
+		m.log.Error("clearing VM operation", "vm", ref, "err", err)
+	}
+}
+
+// do runs one operation: check and mark, serialise, body, unmark.
+func (m *Manager) do(ctx context.Context, ref xenapi.Ref, op api.VMOperations, body func(ctx context.Context, vm *api.VM) error) error {
+	opID := "op:" + uuid.NewString()
+	vm, err := m.begin(ctx, ref, op, opID)
+	if err != nil {
+		return err
+	}
+	defer m.end(ref, opID)
+	unlock, err := m.lock(ctx, ref)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	m.log.Info("VM operation", "vm", ref, "op", op)
+	if err := body(ctx, vm); err != nil {
+		m.log.Info("VM operation failed", "vm", ref, "op", op, "err", err)
+		return m.mapError(err)
+	}
+	return nil
+}
+
+// mapError turns driver errors into XenAPI errors.
+func (m *Manager) mapError(err error) error {
+	var xe *xenapi.Error
+	if errors.As(err, &xe) {
+		return err
+	}
+	var nm *NoMemoryError
+	if errors.As(err, &nm) {
+		return xenapi.NewError(api.ErrHostNotEnoughFreeMemory, strconv.FormatInt(nm.Needed, 10), strconv.FormatInt(nm.Available, 10))
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return xenapi.NewError(api.ErrInternalError, fmt.Sprintf("%s driver: %v", m.drv.Name(), err))
+}
+
+// Start boots a halted VM, leaving it paused if asked.
+func (m *Manager) Start(ctx context.Context, ref xenapi.Ref, paused bool) error {
+	return m.do(ctx, ref, api.VMOperationsStart, func(ctx context.Context, vm *api.VM) error {
+		return m.start(ctx, ref, vm, paused)
+	})
+}
+
+func (m *Manager) start(ctx context.Context, ref xenapi.Ref, vm *api.VM, paused bool) error {
+	spec, err := m.spec(ref, vm)
+	if err != nil {
+		return err
+	}
+	m.progress(ctx, 0.1)
+	domid, err := m.drv.Create(ctx, spec)
+	if err != nil {
+		return err
+	}
+	m.progress(ctx, 0.5)
+	if err := m.markRunning(ref, domid, api.VMPowerStatePaused, true); err != nil {
+		_ = m.drv.Destroy(context.WithoutCancel(ctx), vm.UUID)
+		return err
+	}
+	if paused {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		// Cancelled between building and unpausing: undo the build.
+		_ = m.drv.Destroy(context.WithoutCancel(ctx), vm.UUID)
+		_ = m.markHalted(ref)
+		return err
+	}
+	if err := m.drv.Unpause(ctx, vm.UUID); err != nil {
+		_ = m.drv.Destroy(context.WithoutCancel(ctx), vm.UUID)
+		_ = m.markHalted(ref)
+		return err
+	}
+	m.progress(ctx, 0.9)
+	return m.setPowerState(ref, api.VMPowerStateRunning)
+}
+
+// Pause stops a running VM's vCPUs.
+func (m *Manager) Pause(ctx context.Context, ref xenapi.Ref) error {
+	return m.do(ctx, ref, api.VMOperationsPause, func(ctx context.Context, vm *api.VM) error {
+		if err := m.drv.Pause(ctx, vm.UUID); err != nil {
+			return err
+		}
+		return m.setPowerState(ref, api.VMPowerStatePaused)
+	})
+}
+
+// Unpause resumes a paused VM.
+func (m *Manager) Unpause(ctx context.Context, ref xenapi.Ref) error {
+	return m.do(ctx, ref, api.VMOperationsUnpause, func(ctx context.Context, vm *api.VM) error {
+		if err := m.drv.Unpause(ctx, vm.UUID); err != nil {
+			return err
+		}
+		return m.setPowerState(ref, api.VMPowerStateRunning)
+	})
+}
+
+// CleanShutdown asks the guest to halt and waits for it.
+func (m *Manager) CleanShutdown(ctx context.Context, ref xenapi.Ref) error {
+	return m.do(ctx, ref, api.VMOperationsCleanShutdown, func(ctx context.Context, vm *api.VM) error {
+		return m.cleanShutdown(ctx, ref, vm)
+	})
+}
+
+func (m *Manager) cleanShutdown(ctx context.Context, ref xenapi.Ref, vm *api.VM) error {
+	sctx, cancel := context.WithTimeout(ctx, m.CleanShutdownTimeout)
+	defer cancel()
+	err := m.drv.Shutdown(sctx, vm.UUID, false)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return xenapi.NewError(api.ErrVMShutdownTimeout, string(ref), strconv.FormatFloat(m.CleanShutdownTimeout.Seconds(), 'f', -1, 64))
+	}
+	if err != nil {
+		return err
+	}
+	// A guest that halted leaves nothing behind to destroy; one that is
+	// still listed as halted is cleaned up.
+	_ = m.drv.Destroy(context.WithoutCancel(ctx), vm.UUID)
+	return m.markHalted(ref)
+}
+
+// HardShutdown destroys the domain at once; a suspended VM loses its image.
+func (m *Manager) HardShutdown(ctx context.Context, ref xenapi.Ref) error {
+	return m.do(ctx, ref, api.VMOperationsHardShutdown, func(ctx context.Context, vm *api.VM) error {
+		return m.hardShutdown(ctx, ref, vm)
+	})
+}
+
+func (m *Manager) hardShutdown(ctx context.Context, ref xenapi.Ref, vm *api.VM) error {
+	if vm.PowerState == api.VMPowerStateSuspended {
+		_ = os.Remove(m.suspendPath(vm))
+		return m.markHalted(ref)
+	}
+	if err := m.drv.Destroy(ctx, vm.UUID); err != nil && !errors.Is(err, ErrNoDomain) {
+		return err
+	}
+	return m.markHalted(ref)
+}
+
+// Shutdown is a clean shutdown that falls back to a hard one.
+func (m *Manager) Shutdown(ctx context.Context, ref xenapi.Ref) error {
+	return m.do(ctx, ref, api.VMOperationsShutdown, func(ctx context.Context, vm *api.VM) error {
+		if vm.PowerState == api.VMPowerStateRunning {
+			err := m.cleanShutdown(ctx, ref, vm)
+			if err == nil || ctx.Err() != nil {
+				return err
+			}
+			m.log.Info("clean shutdown failed; forcing", "vm", ref, "err", err)
+		}
+		return m.hardShutdown(ctx, ref, vm)
+	})
+}
+
+// CleanReboot asks the guest to reboot and waits for it.
+func (m *Manager) CleanReboot(ctx context.Context, ref xenapi.Ref) error {
+	return m.do(ctx, ref, api.VMOperationsCleanReboot, func(ctx context.Context, vm *api.VM) error {
+		sctx, cancel := context.WithTimeout(ctx, m.CleanShutdownTimeout)
+		defer cancel()
+		err := m.drv.Shutdown(sctx, vm.UUID, true)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return xenapi.NewError(api.ErrVMShutdownTimeout, string(ref), strconv.FormatFloat(m.CleanShutdownTimeout.Seconds(), 'f', -1, 64))
+		}
+		if err != nil {
+			return err
+		}
+		return m.rebooted(ref, vm)
+	})
+}
+
+// HardReboot resets the domain in place.
+func (m *Manager) HardReboot(ctx context.Context, ref xenapi.Ref) error {
+	return m.do(ctx, ref, api.VMOperationsHardReboot, func(ctx context.Context, vm *api.VM) error {
+		if err := m.drv.Reset(ctx, vm.UUID); err != nil {
+			return err
+		}
+		if vm.PowerState == api.VMPowerStatePaused {
+			if err := m.drv.Unpause(ctx, vm.UUID); err != nil {
+				return err
+			}
+		}
+		return m.rebooted(ref, vm)
+	})
+}
+
+// Suspend saves the VM's state to disk and stops it.
+func (m *Manager) Suspend(ctx context.Context, ref xenapi.Ref) error {
+	return m.do(ctx, ref, api.VMOperationsSuspend, func(ctx context.Context, vm *api.VM) error {
+		path := m.suspendPath(vm)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		m.progress(ctx, 0.1)
+		if err := m.drv.Suspend(ctx, vm.UUID, path); err != nil {
+			return err
+		}
+		return m.markStopped(ref, api.VMPowerStateSuspended)
+	})
+}
+
+// Resume restores a suspended VM, leaving it paused if asked.
+func (m *Manager) Resume(ctx context.Context, ref xenapi.Ref, paused bool) error {
+	return m.do(ctx, ref, api.VMOperationsResume, func(ctx context.Context, vm *api.VM) error {
+		spec, err := m.spec(ref, vm)
+		if err != nil {
+			return err
+		}
+		path := m.suspendPath(vm)
+		m.progress(ctx, 0.1)
+		domid, err := m.drv.Resume(ctx, spec, path)
+		if err != nil {
+			return err
+		}
+		if err := m.markRunning(ref, domid, api.VMPowerStatePaused, false); err != nil {
+			return err
+		}
+		_ = os.Remove(path)
+		if paused {
+			return nil
+		}
+		if err := m.drv.Unpause(ctx, vm.UUID); err != nil {
+			return err
+		}
+		return m.setPowerState(ref, api.VMPowerStateRunning)
+	})
+}
+
+func (m *Manager) suspendPath(vm *api.VM) string {
+	return filepath.Join(m.stateDir, "suspend", vm.UUID+".img")
+}
+
+// spec builds a driver Spec from the VM and its devices.
+func (m *Manager) spec(ref xenapi.Ref, vm *api.VM) (Spec, error) {
+	s := Spec{
+		UUID: vm.UUID, Name: vm.NameLabel,
+		MemoryStaticMax: vm.MemoryStaticMax, MemoryTarget: vm.MemoryDynamicMax,
+		VCPUsMax: int(vm.VCPUsMax), VCPUs: int(vm.VCPUsAtStartup),
+		HVM: vm.HVMBootPolicy != "", BootOrder: vm.HVMBootParams["order"],
+		Kernel: vm.PVKernel, Ramdisk: vm.PVRamdisk, Args: vm.PVArgs,
+		Platform: vm.Platform,
+	}
+	if s.VCPUs <= 0 {
+		s.VCPUs = 1
+	}
+	if s.VCPUsMax < s.VCPUs {
+		s.VCPUsMax = s.VCPUs
+	}
+	if s.MemoryTarget <= 0 {
+		s.MemoryTarget = s.MemoryStaticMax
+	}
+	if s.MemoryStaticMax <= 0 {
+		return s, xenapi.NewError(api.ErrMemoryConstraintViolation, "memory_static_max must be positive to start a VM")
+	}
+	for _, vbdRef := range vm.VBDs {
+		row, err := m.st.Get(api.ClassVBD, vbdRef)
+		if err != nil {
+			continue
+		}
+		vbd := row.Rec.(*api.VBD)
+		d := Disk{Device: vbd.Userdevice, ReadOnly: vbd.Mode == api.VBDModeRO, CD: vbd.Type == api.VBDTypeCD, Bootable: vbd.Bootable}
+		if !vbd.Empty && !vbd.VDI.IsNull() {
+			path, format := m.vdiPath(vbd.VDI)
+			d.Path, d.Format = path, format
+		}
+		s.Disks = append(s.Disks, d)
+	}
+	for _, vifRef := range vm.VIFs {
+		row, err := m.st.Get(api.ClassVIF, vifRef)
+		if err != nil {
+			continue
+		}
+		vif := row.Rec.(*api.VIF)
+		n := NIC{Device: vif.Device, MAC: vif.MAC, MTU: int(vif.MTU)}
+		if nr, err := m.st.Get(api.ClassNetwork, vif.Network); err == nil {
+			n.Bridge = nr.Rec.(*api.Network).Bridge
+		}
+		s.NICs = append(s.NICs, n)
+	}
+	return s, nil
+}
+
+// vdiPath finds a VDI's image file: its location, under its SR's path
+// when relative.
+func (m *Manager) vdiPath(ref xenapi.Ref) (string, string) {
+	row, err := m.st.Get(api.ClassVDI, ref)
+	if err != nil {
+		return "", ""
+	}
+	vdi := row.Rec.(*api.VDI)
+	format := vdi.SMConfig["image-format"]
+	if format == "" {
+		format = vdi.SMConfig["type"]
+	}
+	path := vdi.Location
+	if !filepath.IsAbs(path) {
+		if sr, err := m.st.Get(api.ClassSR, vdi.SR); err == nil {
+			for _, pbdRef := range sr.Rec.(*api.SR).PBDs {
+				if pbd, err := m.st.Get(api.ClassPBD, pbdRef); err == nil {
+					if dir := pbd.Rec.(*api.PBD).DeviceConfig["path"]; dir != "" {
+						path = filepath.Join(dir, path)
+						break
+					}
+				}
+			}
+		}
+	}
+	if format == "" {
+		if strings.HasSuffix(path, ".qcow2") {
+			format = "qcow2"
+		} else {
+			format = "raw"
+		}
+	}
+	return path, format
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
+
+// markRunning records a freshly built or resumed domain.
+func (m *Manager) markRunning(ref xenapi.Ref, domid int, state api.VMPowerState, fresh bool) error {
+	return m.st.Update(context.Background(), func(tx *store.Tx) error {
+		var vm *api.VM
+		err := tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
+			vm = r.(*api.VM)
+			vm.PowerState, vm.Domid, vm.ResidentOn = state, int64(domid), m.host
+			vm.ScheduledToBeResidentOn = xenapi.NullRef
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if tx.Exists(api.ClassVMMetrics, vm.Metrics) {
+			if err := tx.Modify(api.ClassVMMetrics, vm.Metrics, func(r xenapi.Record) error {
+				mt := r.(*api.VMMetrics)
+				if fresh {
+					mt.StartTime = now()
+				}
+				mt.MemoryActual = vm.MemoryDynamicMax
+				mt.VCPUsNumber = max(vm.VCPUsAtStartup, 1)
+				mt.State = []string{LowerState(state)}
+				mt.LastUpdated = now()
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return m.setAttached(tx, vm, true)
+	})
+}
+
+func (m *Manager) setAttached(tx *store.Tx, vm *api.VM, attached bool) error {
+	for _, r := range vm.VBDs {
+		if !tx.Exists(api.ClassVBD, r) {
+			continue
+		}
+		if err := tx.Modify(api.ClassVBD, r, func(rec xenapi.Record) error {
+			rec.(*api.VBD).CurrentlyAttached = attached
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	for _, r := range vm.VIFs {
+		if !tx.Exists(api.ClassVIF, r) {
+			continue
+		}
+		if err := tx.Modify(api.ClassVIF, r, func(rec xenapi.Record) error {
+			rec.(*api.VIF).CurrentlyAttached = attached
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Manager) setPowerState(ref xenapi.Ref, state api.VMPowerState) error {
+	return m.st.Update(context.Background(), func(tx *store.Tx) error {
+		var metrics xenapi.Ref
+		err := tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
+			vm := r.(*api.VM)
+			vm.PowerState = state
+			metrics = vm.Metrics
+			return nil
+		})
+		if err != nil || !tx.Exists(api.ClassVMMetrics, metrics) {
+			return err
+		}
+		return tx.Modify(api.ClassVMMetrics, metrics, func(r xenapi.Record) error {
+			mt := r.(*api.VMMetrics)
+			mt.State, mt.LastUpdated = []string{LowerState(state)}, now()
+			return nil
+		})
+	})
+}
+
+func (m *Manager) markHalted(ref xenapi.Ref) error { return m.markStopped(ref, api.VMPowerStateHalted) }
+
+// markStopped records that the VM has no domain any more (halted or
+// suspended): devices detached, guest metrics gone.
+func (m *Manager) markStopped(ref xenapi.Ref, state api.VMPowerState) error {
+	return m.st.Update(context.Background(), func(tx *store.Tx) error {
+		var vm *api.VM
+		err := tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
+			vm = r.(*api.VM)
+			vm.PowerState, vm.Domid, vm.ResidentOn = state, -1, xenapi.NullRef
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		gm := vm.GuestMetrics
+		if !gm.IsNull() {
+			if tx.Exists(api.ClassVMGuestMetrics, gm) {
+				if err := tx.Delete(api.ClassVMGuestMetrics, gm); err != nil {
+					return err
+				}
+			}
+			if err := tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
+				r.(*api.VM).GuestMetrics = xenapi.NullRef
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if tx.Exists(api.ClassVMMetrics, vm.Metrics) {
+			if err := tx.Modify(api.ClassVMMetrics, vm.Metrics, func(r xenapi.Record) error {
+				mt := r.(*api.VMMetrics)
+				mt.State, mt.LastUpdated = []string{LowerState(state)}, now()
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return m.setAttached(tx, vm, false)
+	})
+}
+
+// rebooted records a reboot: a new start time, fresh guest metrics to come.
+func (m *Manager) rebooted(ref xenapi.Ref, vm *api.VM) error {
+	info, err := m.drv.Info(context.Background(), vm.UUID)
+	if err != nil {
+		return err
+	}
+	if err := m.markStopped(ref, api.VMPowerStateHalted); err != nil {
+		return err
+	}
+	state := api.VMPowerStateRunning
+	if info.State == Paused {
+		state = api.VMPowerStatePaused
+	}
+	return m.markRunning(ref, info.Domid, state, true)
+}
