@@ -15,6 +15,7 @@ import (
 
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/auth"
+	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/event"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/wire"
@@ -32,6 +33,8 @@ type Config struct {
 	SessionIdle time.Duration
 	// SessionLimit caps the sessions of one originator (default 500).
 	SessionLimit int
+	// Domains runs VMs; nil leaves the lifecycle messages NOT_IMPLEMENTED.
+	Domains *domain.Manager
 }
 
 type classHooks struct {
@@ -56,6 +59,7 @@ type Server struct {
 	// afterCommit runs after a generic destroy of an object of the class.
 	afterCommit map[*xenapi.Class]func(xenapi.Ref)
 	tasks       *taskTable
+	domains     *domain.Manager
 	events      *event.Hub
 	regsMu      sync.Mutex
 	regs        map[xenapi.Ref]*registration
@@ -70,6 +74,7 @@ func New(cfg Config) *Server {
 		users:       cfg.Users,
 		log:         cfg.Log,
 		hostRef:     cfg.Host,
+		domains:     cfg.Domains,
 		sessionIdle: cfg.SessionIdle,
 		throttle:    auth.NewThrottle(),
 		methods:     make(table),
@@ -161,6 +166,7 @@ func (s *Server) buildTable() {
 	s.registerTaskHandlers()
 	s.registerStorageHandlers()
 	s.registerNetworkHandlers()
+	s.registerVMLifecycleHandlers()
 }
 
 // notImplemented answers messages that exist in XenAPI but that xenithd

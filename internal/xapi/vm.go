@@ -2,6 +2,7 @@ package xapi
 
 import (
 	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/xenapi"
 )
@@ -24,6 +25,7 @@ func (s *Server) registerVMHooks() {
 			vm.Metrics = ref
 			vm.PowerState = api.VMPowerStateHalted
 			vm.Domid = -1
+			vm.AllowedOperations = domain.AllowedOperations(vm)
 			return nil
 		},
 		beforeDestroy: func(tx *store.Tx, ref xenapi.Ref, rec xenapi.Record) error {
@@ -33,6 +35,21 @@ func (s *Server) registerVMHooks() {
 			}
 			if vm.IsControlDomain {
 				return xenapi.NewError(api.ErrOperationNotAllowed, "the control domain cannot be destroyed")
+			}
+			// A VM's disks' VBDs and its VIFs go with it; its VDIs stay.
+			for _, r := range vm.VBDs {
+				if tx.Exists(api.ClassVBD, r) {
+					if err := tx.Delete(api.ClassVBD, r); err != nil {
+						return err
+					}
+				}
+			}
+			for _, r := range vm.VIFs {
+				if tx.Exists(api.ClassVIF, r) {
+					if err := tx.Delete(api.ClassVIF, r); err != nil {
+						return err
+					}
+				}
 			}
 			for _, m := range []xenapi.Ref{vm.Metrics, vm.GuestMetrics} {
 				if !m.IsNull() {

@@ -1,0 +1,100 @@
+package xapi
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/wire"
+	"github.com/xenith/xenith/internal/xenapi"
+)
+
+// VM power operations: thin XenAPI front-ends over the domain manager,
+// which checks states, serialises work per VM and updates the store.
+
+func (s *Server) registerVMLifecycleHandlers() {
+	if s.domains == nil {
+		return // no hypervisor: these stay NOT_IMPLEMENTED
+	}
+	d := s.domains
+	d.Progress = s.SetProgress
+	type op struct {
+		name        string
+		run         func(ctx context.Context, c *Call) error
+		cancellable bool
+	}
+	for _, o := range []op{
+		{"VM.start", func(ctx context.Context, c *Call) error { return d.Start(ctx, c.Ref(0), c.Bool(1)) }, true},
+		{"VM.start_on", func(ctx context.Context, c *Call) error {
+			if err := s.assertThisHost(c.Ref(1)); err != nil {
+				return err
+			}
+			return d.Start(ctx, c.Ref(0), c.Bool(2))
+		}, true},
+		{"VM.pause", func(ctx context.Context, c *Call) error { return d.Pause(ctx, c.Ref(0)) }, false},
+		{"VM.unpause", func(ctx context.Context, c *Call) error { return d.Unpause(ctx, c.Ref(0)) }, false},
+		{"VM.clean_shutdown", func(ctx context.Context, c *Call) error { return d.CleanShutdown(ctx, c.Ref(0)) }, true},
+		{"VM.hard_shutdown", func(ctx context.Context, c *Call) error { return d.HardShutdown(ctx, c.Ref(0)) }, false},
+		{"VM.shutdown", func(ctx context.Context, c *Call) error { return d.Shutdown(ctx, c.Ref(0)) }, true},
+		{"VM.clean_reboot", func(ctx context.Context, c *Call) error { return d.CleanReboot(ctx, c.Ref(0)) }, true},
+		{"VM.hard_reboot", func(ctx context.Context, c *Call) error { return d.HardReboot(ctx, c.Ref(0)) }, false},
+		{"VM.suspend", func(ctx context.Context, c *Call) error { return d.Suspend(ctx, c.Ref(0)) }, false},
+		{"VM.resume", func(ctx context.Context, c *Call) error { return d.Resume(ctx, c.Ref(0), c.Bool(1)) }, false},
+		{"VM.resume_on", func(ctx context.Context, c *Call) error {
+			if err := s.assertThisHost(c.Ref(1)); err != nil {
+				return err
+			}
+			return d.Resume(ctx, c.Ref(0), c.Bool(2))
+		}, false},
+	} {
+		o := o
+		s.handle(o.name, func(ctx context.Context, c *Call) (Result, error) {
+			if _, err := s.store.Get(api.ClassVM, c.Ref(0)); err != nil {
+				return nil, err
+			}
+			return nil, o.run(ctx, c)
+		}, -1)
+		s.methods[o.name].cancellable = o.cancellable
+	}
+	s.handle("VM.assert_can_boot_here", func(ctx context.Context, c *Call) (Result, error) {
+		return nil, s.assertCanBoot(ctx, c.Ref(0))
+	}, -1)
+	s.handle("VM.get_possible_hosts", func(ctx context.Context, c *Call) (Result, error) {
+		if err := s.assertCanBoot(ctx, c.Ref(0)); err != nil {
+			return refListResult(nil), nil
+		}
+		return refListResult([]xenapi.Ref{s.hostRef}), nil
+	}, -1)
+}
+
+// assertThisHost checks a host argument: xenithd runs one-host pools, so
+// any valid host reference is this host.
+func (s *Server) assertThisHost(host xenapi.Ref) error {
+	_, err := s.store.Get(api.ClassHost, host)
+	return err
+}
+
+// assertCanBoot checks that the VM could start on this host now: not a
+// template, halted, and its memory fits.
+func (s *Server) assertCanBoot(ctx context.Context, ref xenapi.Ref) error {
+	row, err := s.store.Get(api.ClassVM, ref)
+	if err != nil {
+		return err
+	}
+	vm := row.Rec.(*api.VM)
+	if vm.IsATemplate {
+		return xenapi.NewError(api.ErrVMIsTemplate, string(ref))
+	}
+	hi, err := s.domains.Driver().Host(ctx)
+	if err != nil {
+		return err
+	}
+	if need := vm.MemoryStaticMax; need > hi.FreeMemory {
+		return xenapi.NewError(api.ErrHostNotEnoughFreeMemory, strconv.FormatInt(need, 10), strconv.FormatInt(hi.FreeMemory, 10))
+	}
+	return nil
+}
+
+func refListResult(refs []xenapi.Ref) Result {
+	return func(e wire.Encoder) { xenapi.EncSet(e, refs, xenapi.EncRef) }
+}
