@@ -313,8 +313,10 @@ func create(ctx context.Context, st *store.Store, opts Options) (xenapi.Ref, err
 		pool.DefaultSR, pool.SuspendImageSR, pool.CrashDumpSR = srRef, srRef, srRef
 		pool.CPUInfo = cpuInfo(info)
 		pool.OtherConfig = map[string]string{"memory-ratio-hvm": "0.25", "memory-ratio-pv": "0.25"}
-		_, err = tx.Create(pool)
-		return err
+		if _, err = tx.Create(pool); err != nil {
+			return err
+		}
+		return ensureTemplates(tx)
 	})
 	return hostRef, err
 }
@@ -335,6 +337,9 @@ func refresh(ctx context.Context, st *store.Store, hostRef xenapi.Ref, opts Opti
 			metrics = h.Metrics
 			return nil
 		}); err != nil {
+			return err
+		}
+		if err := ensureTemplates(tx); err != nil {
 			return err
 		}
 		if !tx.Exists(api.ClassHostMetrics, metrics) {

@@ -238,8 +238,8 @@ func TestErrors(t *testing.T) {
 	for _, pc := range protocols {
 		s := e.login(t, pc.p, "root", "pw")
 		c := s.Client
-		vms, _ := s.Do(ctx, "VM.get_all")
-		dom0 := vms.Array[0]
+		vms, _ := s.Do(ctx, "VM.get_all_records_where", wire.String(`field "is_control_domain"="true"`))
+		dom0 := wire.String(vms.Struct[0].Name)
 		for _, tc := range []struct {
 			name   string
 			call   func() error
