@@ -22,7 +22,9 @@ import (
 	"time"
 
 	"github.com/xenith/xenith/internal/auth"
+	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/hostinfo"
+	"github.com/xenith/xenith/internal/hypervisor/sim"
 	"github.com/xenith/xenith/internal/inventory"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/tlscert"
@@ -56,6 +58,9 @@ type options struct {
 	hypervisor   string
 	logLevel     string
 	sessionIdle  time.Duration
+	simBoot      time.Duration
+	simShutdown  time.Duration
+	simMemory    int64
 }
 
 func defaultDataDir() string {
@@ -81,6 +86,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.socket, "socket", "", "unix socket for local XenAPI clients, trusted as root (default /var/lib/xcp/xapi as root, else DATA/xapi.sock); \"none\" disables")
 	fs.StringVar(&o.rootPassword, "root-password", os.Getenv("XENITH_ROOT_PASSWORD"), "set root's password (default $XENITH_ROOT_PASSWORD; generated at first start if neither)")
 	fs.StringVar(&o.hypervisor, "hypervisor", "sim", "hypervisor driver: sim")
+	fs.DurationVar(&o.simBoot, "sim-boot-time", 2*time.Second, "sim: time from start to a booted guest (guest agent reports)")
+	fs.DurationVar(&o.simShutdown, "sim-shutdown-time", time.Second, "sim: time a guest takes to obey a clean shutdown or reboot")
+	fs.Int64Var(&o.simMemory, "sim-memory", 0, "sim: host memory in bytes (default: this machine's)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.sessionIdle, "session-idle", 24*time.Hour, "idle time after which a session expires")
 	if err := fs.Parse(args); err != nil {
@@ -145,7 +153,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
-	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: hostRef, SessionIdle: o.sessionIdle})
+	drv, err := openDriver(o, info)
+	if err != nil {
+		return err
+	}
+	defer drv.Close()
+	domains := domain.New(domain.Config{Store: st, Driver: drv, Host: hostRef, Log: log, StateDir: o.data})
+	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: hostRef, SessionIdle: o.sessionIdle, Domains: domains})
 
 	var servers []*http.Server
 	var wg sync.WaitGroup
@@ -205,6 +219,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	bg, cancelBG := context.WithCancel(context.Background())
 	go srv.Run(bg)
+	go domains.Run(bg)
 	log.Info("xenithd ready", "version", version, "data", o.data, "hypervisor", o.hypervisor, "host", hostRef)
 
 	<-ctx.Done()
@@ -219,6 +234,23 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// openDriver starts the hypervisor driver. The simulator models this
+// machine unless told otherwise, and keeps its domains in DATA/sim so they
+// outlive xenithd like real domains do.
+func openDriver(o options, info hostinfo.Info) (*sim.Driver, error) {
+	mem := o.simMemory
+	if mem <= 0 {
+		mem = info.MemoryTotal
+	}
+	return sim.New(sim.Options{
+		StateDir:     filepath.Join(o.data, "sim"),
+		TotalMemory:  mem,
+		CPUs:         max(info.CPUCount, 1),
+		BootTime:     o.simBoot,
+		ShutdownTime: o.simShutdown,
+	})
 }
 
 func listenUnix(path string) (net.Listener, error) {

@@ -25,7 +25,8 @@ type Driver interface {
 	Unpause(ctx context.Context, uuid string) error
 	Pause(ctx context.Context, uuid string) error
 	// Shutdown asks the guest to halt (or reboot) and waits until it has
-	// done so or ctx ends. The domain is gone afterwards for a halt.
+	// done so or ctx ends (the request is then withdrawn). The domain is
+	// gone afterwards for a halt.
 	Shutdown(ctx context.Context, uuid string, reboot bool) error
 	// Destroy kills the domain at once and frees its resources.
 	Destroy(ctx context.Context, uuid string) error
@@ -49,9 +50,10 @@ type Driver interface {
 	// List describes every domain the hypervisor runs, so that a restarted
 	// manager can adopt them.
 	List(ctx context.Context) ([]Info, error)
-	// Events delivers what guests do on their own: shutdowns, reboots,
-	// crashes, and guest agent reports. The channel is never closed while
-	// the driver lives.
+	// Events delivers what guests do on their own: shutdowns (the domain
+	// is then halted), reboots (the domain has already rebooted in place),
+	// crashes (the domain is crashed, still held), and guest agent
+	// reports. The channel is never closed while the driver lives.
 	Events() <-chan Event
 }
 

@@ -68,6 +68,13 @@ func (m *Manager) handle(ctx context.Context, ev Event) {
 		action = string(vm.ActionsAfterCrash)
 	}
 	m.log.Info("guest event", "vm", ref, "kind", ev.Kind, "action", action)
+	if ev.Kind == GuestReboot && action == "restart" {
+		// The guest has already rebooted in place: record it.
+		if err := m.rebooted(ref, vm); err != nil {
+			m.log.Error("recording a guest reboot", "vm", ref, "err", err)
+		}
+		return
+	}
 	if err := m.act(ctx, ref, vm, action); err != nil {
 		m.log.Error("acting on guest event", "vm", ref, "kind", ev.Kind, "err", err)
 	}

@@ -167,6 +167,7 @@ func (s *Server) buildTable() {
 	s.registerStorageHandlers()
 	s.registerNetworkHandlers()
 	s.registerVMLifecycleHandlers()
+	s.registerHostPlugins()
 }
 
 // notImplemented answers messages that exist in XenAPI but that xenithd

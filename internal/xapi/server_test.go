@@ -16,7 +16,9 @@ import (
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/auth"
 	"github.com/xenith/xenith/internal/client"
+	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/hostinfo"
+	"github.com/xenith/xenith/internal/hypervisor/sim"
 	"github.com/xenith/xenith/internal/inventory"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/wire"
@@ -24,6 +26,7 @@ import (
 )
 
 type env struct {
+	stop  func()
 	srv   *Server
 	http  *httptest.Server
 	store *store.Store
@@ -69,13 +72,23 @@ func openEnv(t *testing.T, dir string, cfg Config, opts store.Options) *env {
 	}
 	cfg.Store, cfg.Users, cfg.Host = st, users, host
 	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The VMs of these tests run on the simulator, with short timings.
+	drv, err := sim.New(sim.Options{StateDir: filepath.Join(dir, "sim"), TotalMemory: 16 << 30, CPUs: 4,
+		BootTime: 20 * time.Millisecond, ShutdownTime: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Domains = domain.New(domain.Config{Store: st, Driver: drv, Host: host, Log: cfg.Log, StateDir: dir})
 	srv := New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	go cfg.Domains.Run(ctx)
 	hs := httptest.NewServer(srv.Handler())
-	return &env{srv: srv, http: hs, store: st, users: users, dir: dir}
+	return &env{srv: srv, http: hs, store: st, users: users, dir: dir, stop: func() { cancel(); drv.Close() }}
 }
 
 func (e *env) close() {
 	e.http.Close()
+	e.stop()
 	e.store.Close()
 }
 
@@ -267,8 +280,8 @@ func TestErrors(t *testing.T) {
 				api.ErrMessageRemoved, nil},
 			{"setter of RO field", func() error { _, err := s.Do(ctx, "VM.set_power_state", dom0, wire.String("Halted")); return err },
 				api.ErrMessageMethodUnknown, nil},
-			{"not implemented", func() error { _, err := s.Do(ctx, "VM.start", dom0, wire.Bool(false), wire.Bool(false)); return err },
-				api.ErrNotImplemented, []string{"VM.start"}},
+			{"not implemented", func() error { _, err := s.Do(ctx, "host.dmesg", wire.String(string(e.srv.hostRef))); return err },
+				api.ErrNotImplemented, []string{"host.dmesg"}},
 			{"bad session", func() error {
 				_, err := c.Call(ctx, "VM.get_all", wire.String("OpaqueRef:dead"))
 				return err
