@@ -320,13 +320,9 @@ func (m *Manager) CleanReboot(ctx context.Context, ref xenapi.Ref) error {
 // HardReboot resets the domain in place.
 func (m *Manager) HardReboot(ctx context.Context, ref xenapi.Ref) error {
 	return m.do(ctx, ref, api.VMOperationsHardReboot, func(ctx context.Context, vm *api.VM) error {
+		// Reset restarts the domain running, whatever state it was in.
 		if err := m.drv.Reset(ctx, vm.UUID); err != nil {
 			return err
-		}
-		if vm.PowerState == api.VMPowerStatePaused {
-			if err := m.drv.Unpause(ctx, vm.UUID); err != nil {
-				return err
-			}
 		}
 		return m.rebooted(ref, vm)
 	})

@@ -192,7 +192,7 @@ func TestVMStartChecks(t *testing.T) {
 	if h.power(big) != "Halted" {
 		t.Fatal("a VM that did not fit is not halted")
 	}
-	_, err = h.do("VM.assert_can_boot_here", big)
+	_, err = h.do("VM.assert_can_boot_here", big, h.must("host.get_all").Array[0])
 	wantErr(t, err, api.ErrHostNotEnoughFreeMemory)
 }
 
