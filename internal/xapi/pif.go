@@ -691,8 +691,3 @@ func netStringMap(v wire.Value) map[string]string {
 	}
 	return out
 }
-
-// netRefsResult answers a set of references.
-func netRefsResult(refs []xenapi.Ref) Result {
-	return func(e wire.Encoder) { xenapi.EncSet(e, refs, xenapi.EncRef) }
-}

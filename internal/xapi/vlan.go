@@ -199,7 +199,7 @@ func (s *Server) poolCreateVLAN(ctx context.Context, c *Call) (Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return netRefsResult(pifs), nil
+	return refListResult(pifs), nil
 }
 
 // poolCreateVLANFromPIF is pool.create_VLAN_from_PIF(pif, network, VLAN):
@@ -229,7 +229,7 @@ func (s *Server) poolCreateVLANFromPIF(ctx context.Context, c *Call) (Result, er
 	if err != nil {
 		return nil, err
 	}
-	return netRefsResult(pifs), nil
+	return refListResult(pifs), nil
 }
 
 // netHostLive reads host_metrics.live.

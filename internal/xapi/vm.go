@@ -46,7 +46,7 @@ func (s *Server) registerVMHooks() {
 			}
 			for _, r := range vm.VIFs {
 				if tx.Exists(api.ClassVIF, r) {
-					if err := tx.Delete(api.ClassVIF, r); err != nil {
+					if err := deleteVIF(tx, r); err != nil {
 						return err
 					}
 				}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/wire"
 	"github.com/xenith/xenith/internal/xenapi"
 )
@@ -24,9 +25,17 @@ func (s *Server) registerVMLifecycleHandlers() {
 		cancellable bool
 	}
 	for _, o := range []op{
-		{"VM.start", func(ctx context.Context, c *Call) error { return d.Start(ctx, c.Ref(0), c.Bool(1)) }, true},
+		{"VM.start", func(ctx context.Context, c *Call) error {
+			if err := s.assertNetworks(ctx, c.Ref(0)); err != nil {
+				return err
+			}
+			return d.Start(ctx, c.Ref(0), c.Bool(1))
+		}, true},
 		{"VM.start_on", func(ctx context.Context, c *Call) error {
 			if err := s.assertThisHost(c.Ref(1)); err != nil {
+				return err
+			}
+			if err := s.assertNetworks(ctx, c.Ref(0)); err != nil {
 				return err
 			}
 			return d.Start(ctx, c.Ref(0), c.Bool(2))
@@ -52,10 +61,19 @@ func (s *Server) registerVMLifecycleHandlers() {
 			if _, err := s.store.Get(api.ClassVM, c.Ref(0)); err != nil {
 				return nil, err
 			}
-			return nil, o.run(ctx, c)
+			err := o.run(ctx, c)
+			s.refreshDeviceOperations(c.Ref(0))
+			return nil, err
 		}, -1)
 		s.methods[o.name].cancellable = o.cancellable
 	}
+	s.handle("VM.get_allowed_VIF_devices", func(ctx context.Context, c *Call) (Result, error) {
+		devs, err := s.allowedVIFDevices(c.Ref(0))
+		if err != nil {
+			return nil, err
+		}
+		return func(e wire.Encoder) { xenapi.EncSet(e, devs, xenapi.EncStr[string]) }, nil
+	}, -1)
 	s.handle("VM.assert_can_boot_here", func(ctx context.Context, c *Call) (Result, error) {
 		return nil, s.assertCanBoot(ctx, c.Ref(0))
 	}, -1)
@@ -74,6 +92,37 @@ func (s *Server) assertThisHost(host xenapi.Ref) error {
 	return err
 }
 
+// assertNetworks checks that this host can reach the VM's networks.
+func (s *Server) assertNetworks(ctx context.Context, ref xenapi.Ref) error {
+	return s.store.Update(ctx, func(tx *store.Tx) error {
+		r, err := tx.Get(api.ClassVM, ref)
+		if err != nil {
+			return err
+		}
+		var nets []xenapi.Ref
+		for _, v := range r.(*api.VM).VIFs {
+			if vr, err := tx.Get(api.ClassVIF, v); err == nil {
+				nets = append(nets, vr.(*api.VIF).Network)
+			}
+		}
+		return assertCanSeeNetworks(tx, ref, s.hostRef, nets)
+	})
+}
+
+// refreshDeviceOperations recomputes the allowed operations of a VM's
+// devices after its power state may have changed.
+func (s *Server) refreshDeviceOperations(ref xenapi.Ref) {
+	err := s.store.Update(context.Background(), func(tx *store.Tx) error {
+		if !tx.Exists(api.ClassVM, ref) {
+			return nil
+		}
+		return refreshVIFAllowedOperations(tx, ref)
+	})
+	if err != nil {
+		s.log.Error("refreshing device operations", "vm", ref, "err", err)
+	}
+}
+
 // assertCanBoot checks that the VM could start on this host now: not a
 // template, halted, and its memory fits.
 func (s *Server) assertCanBoot(ctx context.Context, ref xenapi.Ref) error {
@@ -84,6 +133,9 @@ func (s *Server) assertCanBoot(ctx context.Context, ref xenapi.Ref) error {
 	vm := row.Rec.(*api.VM)
 	if vm.IsATemplate {
 		return xenapi.NewError(api.ErrVMIsTemplate, string(ref))
+	}
+	if err := s.assertNetworks(ctx, ref); err != nil {
+		return err
 	}
 	hi, err := s.domains.Driver().Host(ctx)
 	if err != nil {
