@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -153,6 +154,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
+	// Loading the database leaves garbage behind; hand it back to the OS
+	// now rather than whenever the runtime gets to it.
+	debug.FreeOSMemory()
 	drv, err := openDriver(o, info)
 	if err != nil {
 		return err

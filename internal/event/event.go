@@ -210,8 +210,10 @@ func (h *Hub) Wait(ctx context.Context, f Filter, since uint64, timeout time.Dur
 func collect(f Filter, changes []store.Change, coalesce bool) []Event {
 	var out []Event
 	var index map[xenapi.Ref]int
+	var born map[xenapi.Ref]bool
 	if coalesce {
 		index = make(map[xenapi.Ref]int)
+		born = make(map[xenapi.Ref]bool)
 	}
 	for _, ch := range changes {
 		if !f.Match(ch.Class, ch.Ref) {
@@ -220,6 +222,17 @@ func collect(f Filter, changes []store.Change, coalesce bool) []Event {
 		ev := Event{Gen: ch.Gen, Time: ch.Time, Class: ch.Class, Op: ch.Op, Ref: ch.Ref, Rec: ch.Rec}
 		if !coalesce {
 			out = append(out, ev)
+			continue
+		}
+		if ev.Rec == nil {
+			// Deleted since: its del entry follows and stands for it,
+			// unless the object was also born in this window.
+			if ev.Op == store.OpAdd {
+				born[ch.Ref] = true
+			}
+			continue
+		}
+		if ev.Op == store.OpDel && born[ch.Ref] {
 			continue
 		}
 		i, seen := index[ch.Ref]

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/xenith/xenith/internal/jsonrpc"
 	"github.com/xenith/xenith/internal/wire"
@@ -29,6 +31,7 @@ type persister struct {
 	closed  bool
 
 	defaults map[*xenapi.Class][][]byte // encoded default of each field
+	skip     map[*xenapi.Field]bool     // derived fields, rebuilt on load
 }
 
 var metaBucket = []byte("_meta")
@@ -74,6 +77,9 @@ func (p *persister) encodeRecord(gen uint64, rec xenapi.Record) []byte {
 	var scratch []byte
 	first := true
 	for i, f := range c.Fields {
+		if p.skip[f] {
+			continue
+		}
 		e.Reset(scratch[:0])
 		f.Get(rec, &e)
 		v := e.Bytes()
@@ -143,6 +149,19 @@ func (p *persister) load(s *Store) error {
 		}
 		return nil
 	})
+}
+
+// releaseMappedPages drops the page-table entries of the database's memory
+// map once the load has read it all: the load faults in every page, and
+// keeping them mapped would count the whole file in xenithd's resident
+// memory although reads never touch bbolt again. The data stays in the
+// page cache; later writes fault in only the pages on their path.
+func (p *persister) releaseMappedPages() {
+	fi, err := os.Stat(p.db.Path())
+	if err != nil || fi.Size() == 0 {
+		return
+	}
+	_, _, _ = unix.Syscall(unix.SYS_MADVISE, p.db.Info().Data, uintptr(fi.Size()), unix.MADV_DONTNEED)
 }
 
 // enqueue is called with the store's write lock held, so the queue is in

@@ -46,6 +46,9 @@ type Row struct {
 }
 
 // Change is one committed change, the raw material of the event stream.
+// Rec is the record after the change as Changes reads it: the current
+// record for add and mod (nil if the object has been deleted since), the
+// last record for del.
 type Change struct {
 	Gen   uint64
 	Time  time.Time
@@ -123,10 +126,13 @@ func Open(opts Options) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
+		p.skip = s.derivedFields()
 		if err := p.load(s); err != nil {
 			p.close()
 			return nil, err
 		}
+		s.rebuildDerived()
+		p.releaseMappedPages()
 		s.persist = p
 		s.logStart = s.gen + 1
 	}
@@ -155,6 +161,45 @@ func (s *Store) initBindings() {
 		if af.Type.Kind == xenapi.TSet {
 			// Many-to-many: both sides drive each other.
 			s.bindings[b] = append(s.bindings[b], binding{from: bf, to: a, toField: af})
+		}
+	}
+}
+
+// derivedFields are the set sides of one-to-many bindings (SR.VDIs,
+// VM.VBDs, host.resident_VMs...): they follow from the single references
+// on the other side, so they are not stored on disk but rebuilt on load.
+func (s *Store) derivedFields() map[*xenapi.Field]bool {
+	out := map[*xenapi.Field]bool{}
+	for _, bs := range s.bindings {
+		for _, b := range bs {
+			if b.from.Type.Kind == xenapi.TRef {
+				out[b.toField] = true
+			}
+		}
+	}
+	return out
+}
+
+// rebuildDerived recomputes the derived set fields from the references
+// that point at each object. It runs during Open, before any record is
+// shared, so it may change records in place.
+func (s *Store) rebuildDerived() {
+	for from, bs := range s.bindings {
+		for _, b := range bs {
+			if b.from.Type.Kind != xenapi.TRef {
+				continue
+			}
+			members := map[xenapi.Ref][]xenapi.Ref{}
+			for ref, row := range s.tables[from].rows {
+				for _, target := range b.from.Refs(row.Rec) {
+					if !target.IsNull() {
+						members[target] = append(members[target], ref)
+					}
+				}
+			}
+			for ref, row := range s.tables[b.to].rows {
+				b.toField.SetRefs(row.Rec, members[ref])
+			}
 		}
 	}
 }
@@ -267,6 +312,18 @@ func (s *Store) Changes(since uint64) ([]Change, uint64, bool) {
 	}
 	out := make([]Change, len(s.log)-lo)
 	copy(out, s.log[lo:])
+	for i := range out {
+		if out[i].Op == OpDel {
+			continue
+		}
+		// The record as it is now; an object deleted since is reported by
+		// its later del entry, which carries its last record.
+		if t := s.tables[out[i].Class]; t != nil {
+			if r, ok := t.rows[out[i].Ref]; ok {
+				out[i].Rec = r.Rec
+			}
+		}
+	}
 	return out, s.gen, true
 }
 
@@ -631,7 +688,15 @@ func (tx *Tx) apply() []Change {
 		}
 		changes = append(changes, ch)
 	}
-	s.log = append(s.log, changes...)
+	// The log keeps records only for deletions (the tombstones); readers
+	// of adds and mods get the current record (Changes), so the log does
+	// not pin old versions of big records.
+	for _, ch := range changes {
+		if ch.Op != OpDel {
+			ch.Rec = nil
+		}
+		s.log = append(s.log, ch)
+	}
 	if len(s.log) > s.maxLog {
 		drop := len(s.log) - s.maxLog/2
 		s.logStart = s.log[drop].Gen
