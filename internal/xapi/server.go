@@ -168,6 +168,7 @@ func (s *Server) buildTable() {
 	s.registerNetworkHandlers()
 	s.registerVMLifecycleHandlers()
 	s.registerHostPlugins()
+	s.registerHotplugHandlers()
 }
 
 // notImplemented answers messages that exist in XenAPI but that xenithd

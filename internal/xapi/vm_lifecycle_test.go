@@ -312,3 +312,32 @@ func TestVMConcurrentHammer(t *testing.T) {
 	}
 	t.Logf("%d of 500 calls succeeded; final state %s", okCount, field(rec, "power_state"))
 }
+
+func TestVIFHotplug(t *testing.T) {
+	t.Parallel()
+	h := newVMHarness(t)
+	vm := h.vmIn("Running")
+	nets := h.must("network.get_all")
+	vif := h.must("VIF.create", wire.Struct(
+		wire.Member{Name: "device", Value: wire.String("0")},
+		wire.Member{Name: "network", Value: nets.Array[0]},
+		wire.Member{Name: "VM", Value: vm},
+		wire.Member{Name: "MAC", Value: wire.String("")},
+		wire.Member{Name: "MTU", Value: wire.String("1500")},
+		wire.Member{Name: "other_config", Value: wire.Struct()},
+		wire.Member{Name: "qos_algorithm_type", Value: wire.String("")},
+		wire.Member{Name: "qos_algorithm_params", Value: wire.Struct()},
+	))
+	h.must("VIF.plug", vif)
+	if a := h.must("VIF.get_currently_attached", vif); !a.Bool {
+		t.Fatal("VIF not attached after plug")
+	}
+	_, err := h.do("VIF.plug", vif)
+	wantErr(t, err, api.ErrDeviceAlreadyAttached, vif.Str)
+	h.must("VIF.unplug", vif)
+	_, err = h.do("VIF.unplug", vif)
+	wantErr(t, err, api.ErrDeviceAlreadyDetached, vif.Str)
+	h.must("VM.hard_shutdown", vm)
+	_, err = h.do("VIF.plug", vif)
+	wantErr(t, err, api.ErrVMBadPowerState)
+}

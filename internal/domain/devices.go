@@ -1,0 +1,107 @@
+package domain
+
+import (
+	"context"
+
+	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/store"
+	"github.com/xenith/xenith/internal/xenapi"
+)
+
+// Hotplug of disks and NICs into running VMs, under the VM's lock so it
+// never interleaves with a power operation.
+
+// PlugVBD attaches a VBD to its running VM.
+func (m *Manager) PlugVBD(ctx context.Context, ref xenapi.Ref) error {
+	return m.hotplug(ctx, api.ClassVBD, ref, true)
+}
+
+// UnplugVBD detaches a VBD from its running VM.
+func (m *Manager) UnplugVBD(ctx context.Context, ref xenapi.Ref) error {
+	return m.hotplug(ctx, api.ClassVBD, ref, false)
+}
+
+// PlugVIF attaches a VIF to its running VM.
+func (m *Manager) PlugVIF(ctx context.Context, ref xenapi.Ref) error {
+	return m.hotplug(ctx, api.ClassVIF, ref, true)
+}
+
+// UnplugVIF detaches a VIF from its running VM.
+func (m *Manager) UnplugVIF(ctx context.Context, ref xenapi.Ref) error {
+	return m.hotplug(ctx, api.ClassVIF, ref, false)
+}
+
+func (m *Manager) hotplug(ctx context.Context, c *xenapi.Class, ref xenapi.Ref, plug bool) error {
+	row, err := m.st.Get(c, ref)
+	if err != nil {
+		return err
+	}
+	var vmRef xenapi.Ref
+	var attached bool
+	switch d := row.Rec.(type) {
+	case *api.VBD:
+		vmRef, attached = d.VM, d.CurrentlyAttached
+	case *api.VIF:
+		vmRef, attached = d.VM, d.CurrentlyAttached
+	}
+	unlock, err := m.lock(ctx, vmRef)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	vmRow, err := m.st.Get(api.ClassVM, vmRef)
+	if err != nil {
+		return err
+	}
+	vm := vmRow.Rec.(*api.VM)
+	if vm.PowerState != api.VMPowerStateRunning && vm.PowerState != api.VMPowerStatePaused {
+		return xenapi.NewError(api.ErrVMBadPowerState, string(vmRef), "running", LowerState(vm.PowerState))
+	}
+	if plug && attached {
+		return xenapi.NewError(api.ErrDeviceAlreadyAttached, string(ref))
+	}
+	if !plug && !attached {
+		return xenapi.NewError(api.ErrDeviceAlreadyDetached, string(ref))
+	}
+	// Re-read the device: the lock may have waited behind a change.
+	row, err = m.st.Get(c, ref)
+	if err != nil {
+		return err
+	}
+	switch d := row.Rec.(type) {
+	case *api.VBD:
+		if plug {
+			disk := Disk{Device: d.Userdevice, ReadOnly: d.Mode == api.VBDModeRO, CD: d.Type == api.VBDTypeCD, Bootable: d.Bootable}
+			if !d.Empty && !d.VDI.IsNull() {
+				disk.Path, disk.Format = m.vdiPath(d.VDI)
+			}
+			err = m.drv.PlugDisk(ctx, vm.UUID, disk)
+		} else {
+			err = m.drv.UnplugDisk(ctx, vm.UUID, d.Userdevice)
+		}
+	case *api.VIF:
+		if plug {
+			n := NIC{Device: d.Device, MAC: d.MAC, MTU: int(d.MTU)}
+			if nr, err := m.st.Get(api.ClassNetwork, d.Network); err == nil {
+				n.Bridge = nr.Rec.(*api.Network).Bridge
+			}
+			err = m.drv.PlugNIC(ctx, vm.UUID, n)
+		} else {
+			err = m.drv.UnplugNIC(ctx, vm.UUID, d.Device)
+		}
+	}
+	if err != nil {
+		return m.mapError(err)
+	}
+	return m.st.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+		return tx.Modify(c, ref, func(r xenapi.Record) error {
+			switch d := r.(type) {
+			case *api.VBD:
+				d.CurrentlyAttached = plug
+			case *api.VIF:
+				d.CurrentlyAttached = plug
+			}
+			return nil
+		})
+	})
+}
