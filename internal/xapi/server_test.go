@@ -225,9 +225,10 @@ func TestImplicitMessages(t *testing.T) {
 			vbd := do("VBD.create", wire.Struct(
 				wire.Member{Name: "VM", Value: vmRef},
 				wire.Member{Name: "VDI", Value: wire.String(string(xenapi.NullRef))},
-				wire.Member{Name: "userdevice", Value: wire.String("0")},
-				wire.Member{Name: "mode", Value: wire.String("RW")},
-				wire.Member{Name: "type", Value: wire.String("Disk")},
+				wire.Member{Name: "userdevice", Value: wire.String("3")},
+				wire.Member{Name: "mode", Value: wire.String("RO")},
+				wire.Member{Name: "type", Value: wire.String("CD")},
+				wire.Member{Name: "empty", Value: wire.Bool(true)},
 			))
 			if vbds := do("VM.get_VBDs", vmRef); len(vbds.Array) != 1 || vbds.Array[0].Str != vbd.Str {
 				t.Errorf("VM.VBDs = %+v", vbds)
