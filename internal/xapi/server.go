@@ -169,6 +169,7 @@ func (s *Server) buildTable() {
 	s.registerVMLifecycleHandlers()
 	s.registerHostPlugins()
 	s.registerHotplugHandlers()
+	s.registerVMCloneHandlers()
 }
 
 // notImplemented answers messages that exist in XenAPI but that xenithd

@@ -1,0 +1,81 @@
+package xapi
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/wire"
+	"github.com/xenith/xenith/internal/xenapi"
+)
+
+// The xe vm-install flow: clone a default template, make it a VM,
+// provision its disks, start it; then snapshot and copy it.
+func TestVMInstallFromTemplate(t *testing.T) {
+	t.Parallel()
+	h := newVMHarness(t)
+	tmpls := h.must("VM.get_by_name_label", wire.String("Debian Bookworm 12"))
+	if len(tmpls.Array) != 1 {
+		t.Fatalf("Debian template: %+v", tmpls)
+	}
+	vm := h.must("VM.clone", tmpls.Array[0], wire.String("web1"))
+	rec := h.must("VM.get_record", vm)
+	if field(rec, "is_a_template") != "true" || field(rec, "is_default_template") != "false" || strings.Contains(field(rec, "other_config"), "default_template") {
+		t.Fatalf("clone of a template: %+v", rec)
+	}
+	h.must("VM.set_is_a_template", vm, wire.Bool(false))
+	h.must("VM.provision", vm)
+	vbds := h.must("VM.get_VBDs", vm)
+	if len(vbds.Array) != 1 {
+		t.Fatalf("provision made %d VBDs", len(vbds.Array))
+	}
+	vdi := h.must("VBD.get_VDI", vbds.Array[0])
+	if size := h.must("VDI.get_virtual_size", vdi); scalarString(size) != "10737418240" {
+		t.Fatalf("provisioned disk size %s", scalarString(size))
+	}
+	if oc := h.must("VM.get_other_config", vm); strings.Contains(scalarString(oc), "provision") {
+		t.Fatalf("recipe left after provisioning: %s", scalarString(oc))
+	}
+	nets := h.must("network.get_all")
+	h.must("VIF.create", wire.Struct(
+		wire.Member{Name: "device", Value: wire.String("0")}, wire.Member{Name: "network", Value: nets.Array[0]},
+		wire.Member{Name: "VM", Value: vm}, wire.Member{Name: "MAC", Value: wire.String("")},
+		wire.Member{Name: "MTU", Value: wire.String("1500")}, wire.Member{Name: "other_config", Value: wire.Struct()},
+		wire.Member{Name: "qos_algorithm_type", Value: wire.String("")}, wire.Member{Name: "qos_algorithm_params", Value: wire.Struct()}))
+	h.must("VM.start", vm, wire.Bool(false), wire.Bool(false))
+	if a := h.must("VBD.get_currently_attached", vbds.Array[0]); !a.Bool {
+		t.Fatal("disk not attached to the running VM")
+	}
+	_, err := h.do("VDI.destroy", vdi)
+	wantErr(t, err, api.ErrVDIInUse)
+
+	snap := h.must("VM.snapshot", vm, wire.String("web1-snap"))
+	srec := h.must("VM.get_record", snap)
+	if field(srec, "is_a_snapshot") != "true" || field(srec, "snapshot_of") != vm.Str {
+		t.Fatalf("snapshot record: %+v", srec)
+	}
+	if snaps := h.must("VM.get_snapshots", vm); len(snaps.Array) != 1 || snaps.Array[0].Str != snap.Str {
+		t.Fatalf("VM.snapshots = %+v", snaps)
+	}
+	_, err = h.do("VM.clone", vm, wire.String("nope"))
+	wantErr(t, err, api.ErrVMBadPowerState)
+
+	h.must("VM.clean_shutdown", vm)
+	cp := h.must("VM.copy", vm, wire.String("web2"), wire.String(string(xenapi.NullRef)))
+	cvbds := h.must("VM.get_VBDs", cp)
+	if len(cvbds.Array) != 1 || h.must("VBD.get_VDI", cvbds.Array[0]).Str == vdi.Str {
+		t.Fatal("VM.copy did not copy the disk")
+	}
+	cvifs := h.must("VM.get_VIFs", cp)
+	ovifs := h.must("VM.get_VIFs", vm)
+	if len(cvifs.Array) != 1 || h.must("VIF.get_MAC", cvifs.Array[0]).Str == h.must("VIF.get_MAC", ovifs.Array[0]).Str {
+		t.Fatal("the copy's NIC kept the original MAC")
+	}
+	h.must("VM.destroy", vm)
+	if _, err := h.do("VBD.get_record", vbds.Array[0]); err == nil {
+		t.Fatal("VM.destroy left its VBD")
+	}
+	if _, err := h.do("VDI.get_record", vdi); err != nil {
+		t.Fatalf("VM.destroy took the VDI along: %v", err)
+	}
+}
