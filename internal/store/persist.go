@@ -32,7 +32,12 @@ type persister struct {
 
 	defaults map[*xenapi.Class][][]byte // encoded default of each field
 	skip     map[*xenapi.Field]bool     // derived fields, rebuilt on load
+	written  int                        // bytes written since pages were last released
 }
+
+// releaseEvery is how many bytes of records are written between two
+// releases of the database's mapped pages.
+const releaseEvery = 32 << 20
 
 var metaBucket = []byte("_meta")
 var genKey = []byte("generation")
@@ -216,8 +221,12 @@ func (p *persister) flush() {
 				if err := b.Delete([]byte(ch.Ref)); err != nil {
 					return err
 				}
-			} else if err := b.Put([]byte(ch.Ref), p.encodeRecord(ch.Gen, ch.Rec)); err != nil {
-				return err
+			} else {
+				rec := p.encodeRecord(ch.Gen, ch.Rec)
+				p.written += len(rec)
+				if err := b.Put([]byte(ch.Ref), rec); err != nil {
+					return err
+				}
 			}
 			last = ch.Gen
 		}
@@ -231,6 +240,13 @@ func (p *persister) flush() {
 	})
 	for _, w := range waiters {
 		w <- err
+	}
+	// Writes fault in database pages that stay mapped; drop them now and
+	// then so a long-lived daemon's resident memory tracks its objects,
+	// not the file.
+	if p.written > releaseEvery {
+		p.written = 0
+		p.releaseMappedPages()
 	}
 }
 
