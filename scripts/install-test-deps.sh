@@ -43,6 +43,19 @@ else
 	/usr/bin/python3 -c 'import os_xenapi.client.XenAPI' >>"$LOG" 2>&1
 fi
 
+# --- qemu-img (Debian qemu-utils) for qcow2 VDIs of the file SR ---------------
+if command -v qemu-img >/dev/null 2>&1; then
+	say "qemu-utils: already installed"
+else
+	export DEBIAN_FRONTEND=noninteractive
+	if ! apt-cache policy qemu-utils 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+		say "apt-get update"
+		as_root apt-get update -q >>"$LOG" 2>&1
+	fi
+	say "apt-get install qemu-utils"
+	as_root apt-get install -y -q --no-install-recommends qemu-utils >>"$LOG" 2>&1
+fi
+
 # --- Node: xen-api from the committed lockfile ----------------------------------
 command -v node >/dev/null || { echo "install-test-deps: node is not installed" >&2; false; }
 command -v npm >/dev/null || { echo "install-test-deps: npm is not installed" >&2; false; }

@@ -8,13 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/storage"
+	"github.com/xenith/xenith/internal/storage/drivers"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/xenapi"
 )
@@ -424,39 +425,31 @@ func (m *Manager) spec(ref xenapi.Ref, vm *api.VM) (Spec, error) {
 	return s, nil
 }
 
-// vdiPath finds a VDI's image file: its location, under its SR's path
-// when relative.
+// vdiPath finds a VDI's image file through its SR's storage driver.
 func (m *Manager) vdiPath(ref xenapi.Ref) (string, string) {
 	row, err := m.st.Get(api.ClassVDI, ref)
 	if err != nil {
 		return "", ""
 	}
 	vdi := row.Rec.(*api.VDI)
-	format := vdi.SMConfig["image-format"]
-	if format == "" {
-		format = vdi.SMConfig["type"]
+	srRow, err := m.st.Get(api.ClassSR, vdi.SR)
+	if err != nil {
+		return "", ""
 	}
-	path := vdi.Location
-	if !filepath.IsAbs(path) {
-		if sr, err := m.st.Get(api.ClassSR, vdi.SR); err == nil {
-			for _, pbdRef := range sr.Rec.(*api.SR).PBDs {
-				if pbd, err := m.st.Get(api.ClassPBD, pbdRef); err == nil {
-					if dir := pbd.Rec.(*api.PBD).DeviceConfig["path"]; dir != "" {
-						path = filepath.Join(dir, path)
-						break
-					}
-				}
-			}
+	sr := srRow.Rec.(*api.SR)
+	conf := storage.SR{UUID: sr.UUID, SMConfig: sr.SMConfig}
+	for _, pbdRef := range sr.PBDs {
+		if pbd, err := m.st.Get(api.ClassPBD, pbdRef); err == nil {
+			conf.DeviceConfig = pbd.Rec.(*api.PBD).DeviceConfig
+			break
 		}
 	}
-	if format == "" {
-		if strings.HasSuffix(path, ".qcow2") {
-			format = "qcow2"
-		} else {
-			format = "raw"
-		}
+	img, err := drivers.Image(context.Background(), sr.Type, conf, vdi.Location)
+	if err != nil {
+		m.log.Warn("locating a VDI image", "vdi", ref, "err", err)
+		return "", ""
 	}
-	return path, format
+	return img.Path, img.Format
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Second) }

@@ -85,6 +85,7 @@ type Store struct {
 
 	persist *persister // nil for a memory-only store (tests, benchmarks)
 	maxLog  int
+	subs    map[*Subscription]struct{}
 }
 
 // defaultLogSize bounds the change log kept for event readers; a reader
@@ -687,6 +688,9 @@ func (tx *Tx) apply() []Change {
 			ch.Op, ch.Rec = OpMod, p.rec
 		}
 		changes = append(changes, ch)
+	}
+	for sub := range s.subs {
+		sub.push(changes)
 	}
 	// The log keeps records only for deletions (the tombstones); readers
 	// of adds and mods get the current record (Changes), so the log does

@@ -21,13 +21,17 @@ import (
 // register/next/unregister stream, get_current_id and inject.
 
 // registration is a session's event.register state: what it subscribed to
-// and how far event.next has delivered. The store's change log is the
-// queue; a registration that falls behind the log gets EVENTS_LOST.
+// and a bounded queue of matching changes, each with its own snapshot. A
+// registration whose queue overflows gets EVENTS_LOST.
 type registration struct {
-	mu     sync.Mutex
+	mu     sync.Mutex   // one event.next at a time
+	fmu    sync.RWMutex // guards filter, read inside commits
 	filter event.Filter
-	cursor uint64
+	sub    *store.Subscription
 }
+
+// defaultEventQueue bounds a registration's pending changes.
+const defaultEventQueue = 1 << 14
 
 // maxEventWait bounds one event.from wait, whatever the client asks.
 const maxEventWait = 24 * time.Hour
@@ -43,8 +47,12 @@ func (s *Server) registerEventHandlers() {
 	s.handle("event.inject", s.eventInject, -1)
 	s.onSessionClose = append(s.onSessionClose, func(ref xenapi.Ref) {
 		s.regsMu.Lock()
+		r := s.regs[ref]
 		delete(s.regs, ref)
 		s.regsMu.Unlock()
+		if r != nil {
+			r.sub.Close()
+		}
 	})
 }
 
@@ -145,7 +153,12 @@ func (s *Server) registrationOf(sess *Session, create bool) *registration {
 	defer s.regsMu.Unlock()
 	r := s.regs[sess.Ref]
 	if r == nil && create {
-		r = &registration{filter: s.events.NewFilter(nil), cursor: s.store.Generation()}
+		r = &registration{filter: s.events.NewFilter(nil)}
+		r.sub = s.store.Subscribe(func(c *xenapi.Class, ref xenapi.Ref) bool {
+			r.fmu.RLock()
+			defer r.fmu.RUnlock()
+			return r.filter.Match(c, ref)
+		}, s.eventQueue)
 		s.regs[sess.Ref] = r
 	}
 	return r
@@ -153,9 +166,9 @@ func (s *Server) registrationOf(sess *Session, create bool) *registration {
 
 func (s *Server) eventRegister(ctx context.Context, c *Call) (Result, error) {
 	r := s.registrationOf(c.Session, true)
-	r.mu.Lock()
+	r.fmu.Lock()
 	r.filter.Add(s.events.NewFilter(stringSet(c.Arg(0))))
-	r.mu.Unlock()
+	r.fmu.Unlock()
 	return nil, nil
 }
 
@@ -164,9 +177,9 @@ func (s *Server) eventUnregister(ctx context.Context, c *Call) (Result, error) {
 	if r == nil {
 		return nil, nil
 	}
-	r.mu.Lock()
+	r.fmu.Lock()
 	r.filter.Remove(s.events.NewFilter(stringSet(c.Arg(0))))
-	r.mu.Unlock()
+	r.fmu.Unlock()
 	return nil, nil
 }
 
@@ -177,21 +190,33 @@ func (s *Server) eventNext(ctx context.Context, c *Call) (Result, error) {
 	if r == nil {
 		return nil, xenapi.NewError(api.ErrSessionNotRegistered, string(c.Session.Ref))
 	}
-	// One event.next at a time per registration keeps the cursor exact.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	evs, gen, err := s.events.Wait(ctx, r.filter, r.cursor, maxEventWait, c.Session.done, false)
-	switch {
-	case errors.Is(err, event.ErrLost):
-		r.cursor = gen
-		return nil, xenapi.NewError(api.ErrEventsLost)
-	case errors.Is(err, event.ErrClosed):
-		return nil, xenapi.NewError(api.ErrSessionInvalid, string(c.Session.Ref))
-	case err != nil:
-		return nil, err
+	timer := time.NewTimer(maxEventWait)
+	defer timer.Stop()
+	for {
+		wake := s.store.Wait()
+		changes, lost := r.sub.Take()
+		if lost {
+			return nil, xenapi.NewError(api.ErrEventsLost)
+		}
+		if len(changes) > 0 {
+			evs := make([]event.Event, len(changes))
+			for i, ch := range changes {
+				evs[i] = event.Event{Gen: ch.Gen, Time: ch.Time, Class: ch.Class, Op: ch.Op, Ref: ch.Ref, Rec: ch.Rec}
+			}
+			return func(e wire.Encoder) { encodeEvents(e, evs) }, nil
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			return func(e wire.Encoder) { encodeEvents(e, nil) }, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.Session.done:
+			return nil, xenapi.NewError(api.ErrSessionInvalid, string(c.Session.Ref))
+		}
 	}
-	r.cursor = gen
-	return func(e wire.Encoder) { encodeEvents(e, evs) }, nil
 }
 
 func (s *Server) eventCurrentID(ctx context.Context, c *Call) (Result, error) {

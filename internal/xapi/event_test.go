@@ -224,7 +224,8 @@ func TestEventSubscriptionsInjectAndWake(t *testing.T) {
 
 func TestEventNextAndLost(t *testing.T) {
 	t.Parallel()
-	e := newEnvWith(t, store.Options{LogSize: 64})
+	e := openEnv(t, t.TempDir(), Config{EventQueue: 64}, store.Options{LogSize: 64})
+	defer e.close()
 	ctx := context.Background()
 	s := e.login(t, client.XMLRPC, "root", "pw")
 	var err error
@@ -239,15 +240,18 @@ func TestEventNextAndLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// event.next does not coalesce: the add and the mod both arrive.
-	var ops []string
+	// event.next does not coalesce: the add and the mod both arrive, each
+	// with the record as it was then.
+	var ops, names []string
 	for _, ev := range evs.Array {
 		if field(ev, "ref") == vm.Str {
 			ops = append(ops, field(ev, "operation"))
+			snap, _ := ev.Field("snapshot")
+			names = append(names, field(snap, "name_label"))
 		}
 	}
-	if len(ops) != 2 || ops[0] != "add" || ops[1] != "mod" {
-		t.Fatalf("event.next ops = %v", ops)
+	if len(ops) != 2 || ops[0] != "add" || ops[1] != "mod" || names[0] != "n" || names[1] != "n2" {
+		t.Fatalf("event.next ops = %v, names %v", ops, names)
 	}
 	// Falling further behind than the log holds loses events.
 	for i := 0; i < 100; i++ {

@@ -15,7 +15,7 @@ func pbdRecord(host, sr wire.Value, dc wire.Value) wire.Value {
 		wire.Member{Name: "host", Value: host},
 		wire.Member{Name: "SR", Value: sr},
 		wire.Member{Name: "device_config", Value: dc},
-		wire.Member{Name: "other_config", Value: strMap()},
+		wire.Member{Name: "other_config", Value: wmap()},
 	)
 }
 
@@ -23,12 +23,12 @@ func TestPBDLifecycle(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
 	dir := filepath.Join(t.TempDir(), "sr")
-	sr := e.createSR("file", strMap("path", dir))
+	sr := e.createSR("file", wmap("path", dir))
 	pbd := e.myPBDOf(sr)
 
-	e.wantCall(api.ErrPBDExists, []string{sr.Str, string(e.srv.hostRef), pbd.Str}, "PBD.create", pbdRecord(e.host(), sr, strMap("path", dir)))
+	e.wantCall(api.ErrPBDExists, []string{sr.Str, string(e.srv.hostRef), pbd.Str}, "PBD.create", pbdRecord(e.host(), sr, wmap("path", dir)))
 	e.wantCall(api.ErrOperationNotAllowed, []string{"PBD is currently attached"}, "PBD.destroy", pbd)
-	e.wantCall(api.ErrPermissionDenied, []string{""}, "PBD.set_device_config", pbd, strMap("path", "/elsewhere"))
+	e.wantCall(api.ErrPermissionDenied, []string{""}, "PBD.set_device_config", pbd, wmap("path", "/elsewhere"))
 	e.do("PBD.plug", pbd) // plugging a plugged PBD changes nothing
 
 	e.do("PBD.unplug", pbd)
@@ -60,12 +60,12 @@ func TestPBDLifecycle(t *testing.T) {
 		t.Error("an SR without PBDs may be destroyed")
 	}
 	e.wantCall(api.ErrSRHasNoPbds, []string{sr.Str}, "SR.scan", sr)
-	e.wantCall(api.ErrValueNotSupported, []string{"SRmaster", "x", "This key is for internal use only"}, "PBD.create", pbdRecord(e.host(), sr, strMap("path", dir, "SRmaster", "x")))
-	e.wantCall(api.ErrHandleInvalid, []string{"host", "OpaqueRef:nohost"}, "PBD.create", pbdRecord(str("OpaqueRef:nohost"), sr, strMap("path", dir)))
-	e.wantCall(api.ErrHandleInvalid, []string{"SR", "OpaqueRef:nosr"}, "PBD.create", pbdRecord(e.host(), str("OpaqueRef:nosr"), strMap("path", dir)))
+	e.wantCall(api.ErrValueNotSupported, []string{"SRmaster", "x", "This key is for internal use only"}, "PBD.create", pbdRecord(e.host(), sr, wmap("path", dir, "SRmaster", "x")))
+	e.wantCall(api.ErrHandleInvalid, []string{"host", "OpaqueRef:nohost"}, "PBD.create", pbdRecord(wstr("OpaqueRef:nohost"), sr, wmap("path", dir)))
+	e.wantCall(api.ErrHandleInvalid, []string{"SR", "OpaqueRef:nosr"}, "PBD.create", pbdRecord(e.host(), wstr("OpaqueRef:nosr"), wmap("path", dir)))
 
 	// A PBD whose directory vanished does not plug.
-	pbd2 := e.do("PBD.create", pbdRecord(e.host(), sr, strMap("path", dir)))
+	pbd2 := e.do("PBD.create", pbdRecord(e.host(), sr, wmap("path", dir)))
 	if e.get("PBD", pbd2, "currently_attached") != "false" {
 		t.Error("a new PBD is plugged")
 	}
@@ -86,11 +86,11 @@ func TestPBDLifecycle(t *testing.T) {
 func TestPBDUnknownDriver(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
-	sr := e.do("SR.introduce", str(""), str("nfs"), str(""), str("NFS"), str("user"), wire.Bool(true), strMap())
+	sr := e.do("SR.introduce", wstr(""), wstr("nfs"), wstr(""), wstr("NFS"), wstr("user"), wire.Bool(true), wmap())
 	if e.get("SR", sr, "type") != "nfs" {
 		t.Error("SR.introduce does not lower the type")
 	}
-	pbd := e.do("PBD.create", pbdRecord(e.host(), sr, strMap("server", "filer")))
+	pbd := e.do("PBD.create", pbdRecord(e.host(), sr, wmap("server", "filer")))
 	e.wantCall(api.ErrSRUnknownDriver, []string{"nfs"}, "PBD.plug", pbd)
 	if ops := e.getStrings("SR", sr, "allowed_operations"); slices.Contains(ops, "vdi_create") {
 		t.Errorf("an SR of an unknown type allows %v", ops)

@@ -33,6 +33,8 @@ type Config struct {
 	SessionIdle time.Duration
 	// SessionLimit caps the sessions of one originator (default 500).
 	SessionLimit int
+	// EventQueue bounds each event.register queue (default 16384).
+	EventQueue int
 	// Domains runs VMs; nil leaves the lifecycle messages NOT_IMPLEMENTED.
 	Domains *domain.Manager
 }
@@ -50,6 +52,7 @@ type Server struct {
 	hostRef      xenapi.Ref
 	sessionIdle  time.Duration
 	sessionLimit int
+	eventQueue   int
 	throttle     *auth.Throttle
 
 	methods  table
@@ -88,6 +91,10 @@ func New(cfg Config) *Server {
 	}
 	if s.sessionIdle == 0 {
 		s.sessionIdle = 24 * time.Hour
+	}
+	s.eventQueue = cfg.EventQueue
+	if s.eventQueue <= 0 {
+		s.eventQueue = defaultEventQueue
 	}
 	s.sessionLimit = cfg.SessionLimit
 	if s.sessionLimit <= 0 {

@@ -93,9 +93,9 @@ func (e *stEnv) exists(class string, ref wire.Value) bool {
 	return err == nil
 }
 
-func str(s string) wire.Value { return wire.String(s) }
+func wstr(s string) wire.Value { return wire.String(s) }
 
-func strMap(kv ...string) wire.Value {
+func wmap(kv ...string) wire.Value {
 	var m []wire.Member
 	for i := 0; i+1 < len(kv); i += 2 {
 		m = append(m, wire.Member{Name: kv[i], Value: wire.String(kv[i+1])})
@@ -103,7 +103,7 @@ func strMap(kv ...string) wire.Value {
 	return wire.Struct(m...)
 }
 
-func (e *stEnv) host() wire.Value { return str(string(e.srv.hostRef)) }
+func (e *stEnv) host() wire.Value { return wstr(string(e.srv.hostRef)) }
 
 // localSR is the SR the inventory makes ("Local storage", type file).
 func (e *stEnv) localSR() wire.Value {
@@ -113,7 +113,7 @@ func (e *stEnv) localSR() wire.Value {
 }
 
 func (e *stEnv) srCreateArgs(typ, contentType string, dc wire.Value) []wire.Value {
-	return []wire.Value{e.host(), dc, wire.Int(0), str(typ + " SR"), str("test " + typ), str(typ), str(contentType), wire.Bool(false), strMap()}
+	return []wire.Value{e.host(), dc, wire.Int(0), wstr(typ + " SR"), wstr("test " + typ), wstr(typ), wstr(contentType), wire.Bool(false), wmap()}
 }
 
 func (e *stEnv) createSR(typ string, dc wire.Value) wire.Value {
@@ -127,21 +127,21 @@ func (e *stEnv) myPBDOf(sr wire.Value) wire.Value {
 	if len(pbds) != 1 {
 		e.t.Fatalf("SR has %d PBDs", len(pbds))
 	}
-	return str(pbds[0])
+	return wstr(pbds[0])
 }
 
 func vdiRecord(sr wire.Value, name string, size int64, extra ...wire.Member) wire.Value {
 	m := []wire.Member{
-		{Name: "name_label", Value: str(name)},
-		{Name: "name_description", Value: str("test disk")},
+		{Name: "name_label", Value: wstr(name)},
+		{Name: "name_description", Value: wstr("test disk")},
 		{Name: "SR", Value: sr},
 		{Name: "virtual_size", Value: wire.String(strconv.FormatInt(size, 10))},
-		{Name: "type", Value: str("user")},
+		{Name: "type", Value: wstr("user")},
 		{Name: "sharable", Value: wire.Bool(false)},
 		{Name: "read_only", Value: wire.Bool(false)},
-		{Name: "other_config", Value: strMap("k", "v")},
-		{Name: "xenstore_data", Value: strMap()},
-		{Name: "sm_config", Value: strMap()},
+		{Name: "other_config", Value: wmap("k", "v")},
+		{Name: "xenstore_data", Value: wmap()},
+		{Name: "sm_config", Value: wmap()},
 		{Name: "tags", Value: wire.Array()},
 	}
 	for _, x := range extra {
@@ -214,15 +214,15 @@ func vbdRecord(vm, vdi wire.Value, userdevice, typ, mode string, empty bool) wir
 	return wire.Struct(
 		wire.Member{Name: "VM", Value: vm},
 		wire.Member{Name: "VDI", Value: vdi},
-		wire.Member{Name: "userdevice", Value: str(userdevice)},
+		wire.Member{Name: "userdevice", Value: wstr(userdevice)},
 		wire.Member{Name: "bootable", Value: wire.Bool(false)},
-		wire.Member{Name: "mode", Value: str(mode)},
-		wire.Member{Name: "type", Value: str(typ)},
+		wire.Member{Name: "mode", Value: wstr(mode)},
+		wire.Member{Name: "type", Value: wstr(typ)},
 		wire.Member{Name: "unpluggable", Value: wire.Bool(true)},
 		wire.Member{Name: "empty", Value: wire.Bool(empty)},
-		wire.Member{Name: "other_config", Value: strMap()},
-		wire.Member{Name: "qos_algorithm_type", Value: str("")},
-		wire.Member{Name: "qos_algorithm_params", Value: strMap()},
+		wire.Member{Name: "other_config", Value: wmap()},
+		wire.Member{Name: "qos_algorithm_type", Value: wstr("")},
+		wire.Member{Name: "qos_algorithm_params", Value: wmap()},
 	)
 }
 
@@ -231,7 +231,7 @@ func (e *stEnv) createDisk(vm, vdi wire.Value, userdevice string) wire.Value {
 	return e.do("VBD.create", vbdRecord(vm, vdi, userdevice, "Disk", "RW", false))
 }
 
-var null = wire.String(string(xenapi.NullRef))
+var wnull = wire.String(string(xenapi.NullRef))
 
 func fileBlocks(t *testing.T, path string) int64 {
 	t.Helper()
@@ -251,7 +251,7 @@ func fileSize(t *testing.T, path string) int64 {
 	return fi.Size()
 }
 
-const gib = 1 << 30
+const stGiB = 1 << 30
 
 // --- SR ---------------------------------------------------------------------
 
@@ -270,7 +270,7 @@ func TestSRCreateFile(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, old+".raw"), make([]byte, 4096), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			sr := e.createSR("file", strMap("path", dir))
+			sr := e.createSR("file", wmap("path", dir))
 			for field, want := range map[string]string{"type": "file", "content_type": "user", "shared": "false", "name_label": "file SR"} {
 				if got := e.get("SR", sr, field); got != want {
 					t.Errorf("SR.%s = %q, want %q", field, got, want)
@@ -301,7 +301,7 @@ func TestSRCreateFile(t *testing.T) {
 				t.Errorf("device_config path = %q", dc.Str)
 			}
 			vdis := e.getStrings("SR", sr, "VDIs")
-			if len(vdis) != 1 || e.get("VDI", str(vdis[0]), "uuid") != old || e.get("VDI", str(vdis[0]), "location") != old+".raw" {
+			if len(vdis) != 1 || e.get("VDI", wstr(vdis[0]), "uuid") != old || e.get("VDI", wstr(vdis[0]), "location") != old+".raw" {
 				t.Fatalf("VDIs of the new SR = %v", vdis)
 			}
 			if hostPBDs := e.do("host.get_PBDs", e.host()); !slices.ContainsFunc(hostPBDs.Array, func(v wire.Value) bool { return v.Str == pbd.Str }) {
@@ -320,7 +320,7 @@ func TestSRCreateErrors(t *testing.T) {
 	e := newStorageEnv(t)
 	dir := t.TempDir()
 	used := filepath.Join(dir, "used")
-	e.createSR("file", strMap("path", used))
+	e.createSR("file", wmap("path", used))
 	notDir := filepath.Join(dir, "file")
 	os.WriteFile(notDir, nil, 0o644)
 	for _, tc := range []struct {
@@ -331,15 +331,15 @@ func TestSRCreateErrors(t *testing.T) {
 		code   string
 		params []string
 	}{
-		{"unknown type", "nfs", strMap("server", "x"), wire.Value{}, api.ErrSRUnknownDriver, []string{"nfs"}},
-		{"file without path", "file", strMap(), wire.Value{}, api.ErrSRBackendFailure + "_220", nil},
-		{"relative path", "file", strMap("path", "rel"), wire.Value{}, api.ErrSRBackendFailure + "_222", nil},
-		{"path is a file", "file", strMap("path", notDir), wire.Value{}, api.ErrSRBackendFailure + "_61", nil},
-		{"directory of another SR", "file", strMap("path", used+"/"), wire.Value{}, api.ErrSRBackendFailure + "_42", nil},
-		{"iso without location", "iso", strMap(), wire.Value{}, api.ErrSRBackendFailure + "_220", nil},
-		{"iso directory missing", "iso", strMap("location", filepath.Join(dir, "none")), wire.Value{}, api.ErrSRBackendFailure + "_222", nil},
-		{"SRmaster key", "file", strMap("path", dir, "SRmaster", "true"), wire.Value{}, api.ErrValueNotSupported, []string{"SRmaster", "true", "This key is for internal use only"}},
-		{"bad host", "file", strMap("path", dir), str("OpaqueRef:nope"), api.ErrHandleInvalid, []string{"host", "OpaqueRef:nope"}},
+		{"unknown type", "nfs", wmap("server", "x"), wire.Value{}, api.ErrSRUnknownDriver, []string{"nfs"}},
+		{"file without path", "file", wmap(), wire.Value{}, api.ErrSRBackendFailure + "_220", nil},
+		{"relative path", "file", wmap("path", "rel"), wire.Value{}, api.ErrSRBackendFailure + "_222", nil},
+		{"path is a file", "file", wmap("path", notDir), wire.Value{}, api.ErrSRBackendFailure + "_61", nil},
+		{"directory of another SR", "file", wmap("path", used+"/"), wire.Value{}, api.ErrSRBackendFailure + "_42", nil},
+		{"iso without location", "iso", wmap(), wire.Value{}, api.ErrSRBackendFailure + "_220", nil},
+		{"iso directory missing", "iso", wmap("location", filepath.Join(dir, "none")), wire.Value{}, api.ErrSRBackendFailure + "_222", nil},
+		{"SRmaster key", "file", wmap("path", dir, "SRmaster", "true"), wire.Value{}, api.ErrValueNotSupported, []string{"SRmaster", "true", "This key is for internal use only"}},
+		{"bad host", "file", wmap("path", dir), wstr("OpaqueRef:nope"), api.ErrHandleInvalid, []string{"host", "OpaqueRef:nope"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := e.srCreateArgs(tc.typ, "", tc.dc)
@@ -359,8 +359,8 @@ func TestSRScanFile(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
 	sr := e.localSR()
-	keep := e.createVDI(sr, gib)
-	gone := e.createVDI(sr, gib)
+	keep := e.createVDI(sr, stGiB)
+	gone := e.createVDI(sr, stGiB)
 	gonePath, keepPath := e.path(gone), e.path(keep)
 	dir := filepath.Dir(keepPath)
 
@@ -380,7 +380,7 @@ func TestSRScanFile(t *testing.T) {
 	f.WriteAt(make([]byte, 1<<20), 0) // zeros still allocate blocks
 	f.WriteAt([]byte{1}, 2<<20)
 	f.Close()
-	if err := os.Truncate(keepPath, 2*gib); err != nil {
+	if err := os.Truncate(keepPath, 2*stGiB); err != nil {
 		t.Fatal(err)
 	}
 
@@ -389,12 +389,12 @@ func TestSRScanFile(t *testing.T) {
 	if e.exists("VDI", gone) {
 		t.Error("the record of a vanished file survived the scan")
 	}
-	newVDI := e.do("VDI.get_by_uuid", str(added))
+	newVDI := e.do("VDI.get_by_uuid", wstr(added))
 	if e.get("VDI", newVDI, "location") != added+".raw" || e.getInt("VDI", newVDI, "virtual_size") != 1<<20 ||
 		e.get("VDI", newVDI, "managed") != "true" || e.get("VDI", newVDI, "SR") != sr.Str || e.get("VDI", newVDI, "type") != "user" {
 		t.Errorf("scanned VDI = %+v", e.do("VDI.get_record", newVDI))
 	}
-	if got := e.getInt("VDI", keep, "virtual_size"); got != 2*gib {
+	if got := e.getInt("VDI", keep, "virtual_size"); got != 2*stGiB {
 		t.Errorf("virtual_size after growing the file = %d", got)
 	}
 	if got, want := e.getInt("VDI", keep, "physical_utilisation"), fileBlocks(t, keepPath); got != want || got < 1<<20 {
@@ -406,7 +406,7 @@ func TestSRScanFile(t *testing.T) {
 	if e.get("VBD", cd, "empty") != "true" || e.get("VBD", cd, "VDI") != string(xenapi.NullRef) {
 		t.Error("a CD of a vanished VDI was not emptied")
 	}
-	if got := e.getInt("SR", sr, "virtual_allocation"); got != 2*gib+1<<20 {
+	if got := e.getInt("SR", sr, "virtual_allocation"); got != 2*stGiB+1<<20 {
 		t.Errorf("virtual_allocation = %d", got)
 	}
 	if len(e.getStrings("SR", sr, "current_operations")) != 0 {
@@ -419,7 +419,7 @@ func TestSRISO(t *testing.T) {
 	e := newStorageEnv(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "first.iso"), make([]byte, 2048), 0o644)
-	sr := e.createSR("iso", strMap("location", dir))
+	sr := e.createSR("iso", wmap("location", dir))
 	if e.get("SR", sr, "content_type") != "iso" {
 		t.Errorf("content_type = %q", e.get("SR", sr, "content_type"))
 	}
@@ -427,7 +427,7 @@ func TestSRISO(t *testing.T) {
 	if len(vdis) != 1 {
 		t.Fatalf("ISO SR VDIs = %v", vdis)
 	}
-	first := str(vdis[0])
+	first := wstr(vdis[0])
 	if e.get("VDI", first, "read_only") != "true" || e.get("VDI", first, "name_label") != "first.iso" || e.getInt("VDI", first, "virtual_size") != 2048 {
 		t.Errorf("ISO VDI = %+v", e.do("VDI.get_record", first))
 	}
@@ -443,14 +443,14 @@ func TestSRISO(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "second.iso"), make([]byte, 4096), 0o644)
 	e.do("SR.scan", sr)
 	vdis = e.getStrings("SR", sr, "VDIs")
-	if len(vdis) != 1 || e.get("VDI", str(vdis[0]), "location") != "second.iso" {
+	if len(vdis) != 1 || e.get("VDI", wstr(vdis[0]), "location") != "second.iso" {
 		t.Fatalf("after rescan: %v", vdis)
 	}
-	second := str(vdis[0])
+	second := wstr(vdis[0])
 
 	e.wantCall(api.ErrSROperationNotSupported, []string{sr.Str}, "VDI.create", vdiRecord(sr, "x", 1))
 	e.wantCall(api.ErrSROperationNotSupported, []string{sr.Str}, "VDI.destroy", second)
-	e.wantCall(api.ErrSROperationNotSupported, []string{sr.Str}, "VDI.clone", second, strMap())
+	e.wantCall(api.ErrSROperationNotSupported, []string{sr.Str}, "VDI.clone", second, wmap())
 	e.wantCall(api.ErrSROperationNotSupported, []string{sr.Str}, "VDI.resize", second, wire.Int(1<<20))
 	// A read-only ISO VDI goes in a read-only CD drive only.
 	vm := e.createVM("iso")
@@ -462,9 +462,9 @@ func TestSRForgetAndReintroduce(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
 	dir := filepath.Join(t.TempDir(), "sr")
-	sr := e.createSR("file", strMap("path", dir))
+	sr := e.createSR("file", wmap("path", dir))
 	srUUID := e.get("SR", sr, "uuid")
-	vdi := e.createVDI(sr, gib)
+	vdi := e.createVDI(sr, stGiB)
 	vdiUUID, file := e.get("VDI", vdi, "uuid"), e.path(vdi)
 	pbd := e.myPBDOf(sr)
 
@@ -484,8 +484,8 @@ func TestSRForgetAndReintroduce(t *testing.T) {
 	}
 
 	// Reattach: introduce, PBD.create, PBD.plug, SR.scan.
-	sr2 := e.do("SR.introduce", str(srUUID), str("back"), str(""), str("file"), str("user"), wire.Bool(false), strMap())
-	e.wantCall(api.ErrSRUUIDExists, []string{srUUID}, "SR.introduce", str(srUUID), str("again"), str(""), str("file"), str("user"), wire.Bool(false), strMap())
+	sr2 := e.do("SR.introduce", wstr(srUUID), wstr("back"), wstr(""), wstr("file"), wstr("user"), wire.Bool(false), wmap())
+	e.wantCall(api.ErrSRUUIDExists, []string{srUUID}, "SR.introduce", wstr(srUUID), wstr("again"), wstr(""), wstr("file"), wstr("user"), wire.Bool(false), wmap())
 	if e.getInt("SR", sr2, "physical_size") != -1 {
 		t.Error("an introduced SR has a size")
 	}
@@ -493,8 +493,8 @@ func TestSRForgetAndReintroduce(t *testing.T) {
 	pbd2 := e.do("PBD.create", wire.Struct(
 		wire.Member{Name: "host", Value: e.host()},
 		wire.Member{Name: "SR", Value: sr2},
-		wire.Member{Name: "device_config", Value: strMap("path", dir)},
-		wire.Member{Name: "other_config", Value: strMap()},
+		wire.Member{Name: "device_config", Value: wmap("path", dir)},
+		wire.Member{Name: "other_config", Value: wmap()},
 	))
 	e.wantCall(api.ErrSRHasNoPbds, []string{sr2.Str}, "SR.scan", sr2)
 	e.do("PBD.plug", pbd2)
@@ -502,8 +502,8 @@ func TestSRForgetAndReintroduce(t *testing.T) {
 		t.Error("PBD.plug did not measure the SR")
 	}
 	e.do("SR.scan", sr2)
-	back := e.do("VDI.get_by_uuid", str(vdiUUID))
-	if e.get("VDI", back, "SR") != sr2.Str || e.getInt("VDI", back, "virtual_size") != gib {
+	back := e.do("VDI.get_by_uuid", wstr(vdiUUID))
+	if e.get("VDI", back, "SR") != sr2.Str || e.getInt("VDI", back, "virtual_size") != stGiB {
 		t.Error("the VDI did not come back with its uuid")
 	}
 }
@@ -512,8 +512,8 @@ func TestSRDestroy(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
 	dir := filepath.Join(t.TempDir(), "sr")
-	sr := e.createSR("file", strMap("path", dir))
-	vdi := e.createVDI(sr, gib)
+	sr := e.createSR("file", wmap("path", dir))
+	vdi := e.createVDI(sr, stGiB)
 	pbd := e.myPBDOf(sr)
 
 	e.wantCall(api.ErrSRHasPBD, []string{sr.Str}, "SR.destroy", sr)
@@ -525,9 +525,9 @@ func TestSRDestroy(t *testing.T) {
 	e.do("VDI.destroy", vdi)
 	e.do("PBD.unplug", pbd)
 
-	e.do("SR.add_to_other_config", sr, str("indestructible"), str("true"))
+	e.do("SR.add_to_other_config", sr, wstr("indestructible"), wstr("true"))
 	e.wantCall(api.ErrSRIndestructible, []string{sr.Str}, "SR.destroy", sr)
-	e.do("SR.remove_from_other_config", sr, str("indestructible"))
+	e.do("SR.remove_from_other_config", sr, wstr("indestructible"))
 
 	e.do("SR.destroy", sr)
 	if e.exists("SR", sr) || e.exists("PBD", pbd) {
@@ -539,14 +539,14 @@ func TestSRDestroy(t *testing.T) {
 
 	// An SR without PBDs cannot be destroyed (there is nothing to reach the
 	// storage through).
-	lone := e.do("SR.introduce", str(""), str("lone"), str(""), str("file"), str("user"), wire.Bool(false), strMap())
+	lone := e.do("SR.introduce", wstr(""), wstr("lone"), wstr(""), wstr("file"), wstr("user"), wire.Bool(false), wmap())
 	e.wantCall(api.ErrSRHasNoPbds, []string{lone.Str}, "SR.destroy", lone)
 	e.do("SR.forget", lone)
 
 	// An ISO SR keeps its images.
 	isoDir := t.TempDir()
 	os.WriteFile(filepath.Join(isoDir, "keep.iso"), []byte("x"), 0o644)
-	isr := e.createSR("iso", strMap("location", isoDir))
+	isr := e.createSR("iso", wmap("location", isoDir))
 	e.do("PBD.unplug", e.myPBDOf(isr))
 	e.wantCall(api.ErrSRNotEmpty, []string{}, "SR.destroy", isr)
 	e.do("SR.forget", isr)
@@ -563,8 +563,8 @@ func TestSRUpdateAndSetters(t *testing.T) {
 	if e.getInt("SR", sr, "physical_size") <= 0 {
 		t.Error("SR.update measured nothing")
 	}
-	e.do("SR.set_name_label", sr, str("renamed"))
-	e.do("SR.set_name_description", sr, str("described"))
+	e.do("SR.set_name_label", sr, wstr("renamed"))
+	e.do("SR.set_name_description", sr, wstr("described"))
 	if e.get("SR", sr, "name_label") != "renamed" || e.get("SR", sr, "name_description") != "described" {
 		t.Error("SR name setters")
 	}
@@ -574,7 +574,7 @@ func TestSRUpdateAndSetters(t *testing.T) {
 		t.Error("SR.set_shared")
 	}
 	e.wantCall(api.ErrPermissionDenied, []string{""}, "SR.set_physical_size", sr, wire.Int(1))
-	e.wantCall(api.ErrMessageDeprecated, nil, "SR.make", e.host(), strMap(), wire.Int(0), str(""), str(""), str("file"), str(""), strMap())
+	e.wantCall(api.ErrMessageDeprecated, nil, "SR.make", e.host(), wmap(), wire.Int(0), wstr(""), wstr(""), wstr("file"), wstr(""), wmap())
 	e.do("PBD.unplug", e.myPBDOf(sr))
 	e.wantCall(api.ErrSRHasNoPbds, []string{sr.Str}, "SR.update", sr)
 }
@@ -593,7 +593,7 @@ func TestSROperationsWait(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if i%2 == 0 {
-				_, errs[i] = e.call("VDI.clone", src, strMap())
+				_, errs[i] = e.call("VDI.clone", src, wmap())
 			} else {
 				_, errs[i] = e.call("VDI.create", vdiRecord(sr, "parallel", 1<<20))
 			}

@@ -60,10 +60,11 @@ func TestVBDCreateDevices(t *testing.T) {
 	// A VM with every position taken.
 	full := e.createVM("full")
 	e.setVM(full, func(v *api.VM) { v.DomainType = api.DomainTypePV })
+	shared := disk()
 	for n := 0; n <= 254; n++ {
-		e.createDisk(full, disk(), strconv.Itoa(n))
+		e.createDisk(full, shared, strconv.Itoa(n))
 	}
-	e.wantCall(api.ErrInvalidDevice, []string{"autodetect"}, "VBD.create", vbdRecord(full, disk(), "autodetect", "Disk", "RW", false))
+	e.wantCall(api.ErrInvalidDevice, []string{"autodetect"}, "VBD.create", vbdRecord(full, shared, "autodetect", "Disk", "RW", false))
 }
 
 func TestVBDCreateChecks(t *testing.T) {
@@ -73,18 +74,18 @@ func TestVBDCreateChecks(t *testing.T) {
 	vm := e.createVM("checks")
 	rw := e.createVDI(sr, 1<<20)
 	ro := e.createVDI(sr, 1<<20, wire.Member{Name: "read_only", Value: wire.Bool(true)})
-	ha := e.createVDI(sr, 1<<20, wire.Member{Name: "type", Value: str("ha_statefile")})
+	ha := e.createVDI(sr, 1<<20, wire.Member{Name: "type", Value: wstr("ha_statefile")})
 	for _, tc := range []struct {
 		name   string
 		rec    wire.Value
 		code   string
 		params []string
 	}{
-		{"no VDI for a disk", vbdRecord(vm, null, "1", "Disk", "RW", false), api.ErrHandleInvalid, []string{"VDI", string(xenapi.NullRef)}},
-		{"bad VM", vbdRecord(str("OpaqueRef:novm"), rw, "1", "Disk", "RW", false), api.ErrHandleInvalid, []string{"VM", "OpaqueRef:novm"}},
+		{"no VDI for a disk", vbdRecord(vm, wnull, "1", "Disk", "RW", false), api.ErrHandleInvalid, []string{"VDI", string(xenapi.NullRef)}},
+		{"bad VM", vbdRecord(wstr("OpaqueRef:novm"), rw, "1", "Disk", "RW", false), api.ErrHandleInvalid, []string{"VM", "OpaqueRef:novm"}},
 		{"HA statefile", vbdRecord(vm, ha, "1", "Disk", "RW", false), api.ErrVDIIncompatibleType, []string{ha.Str, "ha_statefile"}},
-		{"RW CD", vbdRecord(vm, null, "3", "CD", "RW", true), api.ErrVBDCdsMustBeReadonly, []string{}},
-		{"empty disk", vbdRecord(vm, null, "1", "Disk", "RO", true), api.ErrVBDNotRemovableMedia, []string{"in constructor"}},
+		{"RW CD", vbdRecord(vm, wnull, "3", "CD", "RW", true), api.ErrVBDCdsMustBeReadonly, []string{}},
+		{"empty disk", vbdRecord(vm, wnull, "1", "Disk", "RO", true), api.ErrVBDNotRemovableMedia, []string{"in constructor"}},
 		{"RW on a read-only VDI", vbdRecord(vm, ro, "1", "Disk", "RW", false), api.ErrVDIReadonly, []string{ro.Str}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,7 +105,7 @@ func TestVBDCreateChecks(t *testing.T) {
 
 	// device and currently_attached are taken only for a suspended VM.
 	rec := vbdRecord(vm, rw, "5", "Disk", "RW", false)
-	rec.Struct = append(rec.Struct, wire.Member{Name: "device", Value: str("xvdf")}, wire.Member{Name: "currently_attached", Value: wire.Bool(true)})
+	rec.Struct = append(rec.Struct, wire.Member{Name: "device", Value: wstr("xvdf")}, wire.Member{Name: "currently_attached", Value: wire.Bool(true)})
 	v := e.do("VBD.create", rec)
 	if e.get("VBD", v, "device") != "" || e.get("VBD", v, "currently_attached") != "false" {
 		t.Error("runtime fields taken for a halted VM")
@@ -117,7 +118,7 @@ func TestVBDCreateChecks(t *testing.T) {
 		t.Error("runtime fields not taken for a suspended VM")
 	}
 	// The SR may name the backend of its VBDs.
-	bk := e.createVDI(sr, 1, wire.Member{Name: "sm_config", Value: strMap("backend-kind", "vbd3")})
+	bk := e.createVDI(sr, 1, wire.Member{Name: "sm_config", Value: wmap("backend-kind", "vbd3")})
 	v = e.createDisk(vm, bk, "7")
 	if k, _ := e.do("VBD.get_other_config", v).Field("backend-kind"); k.Str != "vbd3" {
 		t.Errorf("backend-kind = %q", k.Str)
@@ -152,11 +153,11 @@ func TestVBDInsertEject(t *testing.T) {
 	isoDir := t.TempDir()
 	os.WriteFile(filepath.Join(isoDir, "a.iso"), []byte("a"), 0o644)
 	os.WriteFile(filepath.Join(isoDir, "b.iso"), []byte("b"), 0o644)
-	e.createSR("iso", strMap("location", isoDir))
-	a := e.do("VDI.get_by_name_label", str("a.iso")).Array[0]
-	b := e.do("VDI.get_by_name_label", str("b.iso")).Array[0]
+	e.createSR("iso", wmap("location", isoDir))
+	a := e.do("VDI.get_by_name_label", wstr("a.iso")).Array[0]
+	b := e.do("VDI.get_by_name_label", wstr("b.iso")).Array[0]
 	vm := e.createVM("cd")
-	cd := e.do("VBD.create", vbdRecord(vm, null, "3", "CD", "RO", true))
+	cd := e.do("VBD.create", vbdRecord(vm, wnull, "3", "CD", "RO", true))
 	if ops := e.getStrings("VBD", cd, "allowed_operations"); !slices.Equal(ops, []string{"attach", "insert"}) {
 		t.Errorf("empty CD allowed_operations = %v", ops)
 	}
@@ -176,7 +177,7 @@ func TestVBDInsertEject(t *testing.T) {
 	if e.get("VBD", cd, "empty") != "true" || e.get("VBD", cd, "VDI") != string(xenapi.NullRef) {
 		t.Fatal("eject")
 	}
-	e.wantCall(api.ErrHandleInvalid, []string{"VDI", "OpaqueRef:none"}, "VBD.insert", cd, str("OpaqueRef:none"))
+	e.wantCall(api.ErrHandleInvalid, []string{"VDI", "OpaqueRef:none"}, "VBD.insert", cd, wstr("OpaqueRef:none"))
 
 	// Disks are not removable.
 	disk := e.createDisk(vm, e.createVDI(e.localSR(), 1<<20), "0")
@@ -213,9 +214,9 @@ func TestVBDSetModeAndAttachable(t *testing.T) {
 		t.Errorf("plugged disk of a running VM: %v", ops)
 	}
 	e.wantCall(api.ErrVDIInUse, []string{vdi.Str}, "VBD.assert_attachable", vb)
-	e.do("VBD.set_mode", vb, str("RO"))
+	e.do("VBD.set_mode", vb, wstr("RO"))
 	e.wantCall(api.ErrVDIInUse, []string{vdi.Str}, "VBD.assert_attachable", vb)
-	e.wantCall(api.ErrVMBadPowerState, []string{a.Str, "halted", "running"}, "VBD.set_mode", va, str("RO"))
+	e.wantCall(api.ErrVMBadPowerState, []string{a.Str, "halted", "running"}, "VBD.set_mode", va, wstr("RO"))
 	e.setAttached(va, false)
 	e.setPower(a, api.VMPowerStateHalted)
 	e.do("VBD.assert_attachable", vb)

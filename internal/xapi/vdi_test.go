@@ -25,16 +25,16 @@ func TestVDICreate(t *testing.T) {
 			e := newStorageEnv(t).withProtocol(pc.p)
 			sr := e.localSR()
 			allocBefore := e.getInt("SR", sr, "virtual_allocation")
-			vdi := e.createVDI(sr, 10*gib, wire.Member{Name: "tags", Value: wire.Array(str("t"))})
+			vdi := e.createVDI(sr, 10*stGiB, wire.Member{Name: "tags", Value: wire.Array(wstr("t"))})
 			p := e.path(vdi)
 			if filepath.Base(p) != e.get("VDI", vdi, "uuid")+".raw" {
 				t.Errorf("file %s", p)
 			}
-			if fileSize(t, p) != 10*gib || fileBlocks(t, p) > 1<<20 {
+			if fileSize(t, p) != 10*stGiB || fileBlocks(t, p) > 1<<20 {
 				t.Errorf("raw VDI: size %d, %d bytes allocated", fileSize(t, p), fileBlocks(t, p))
 			}
 			for field, want := range map[string]string{
-				"name_label": "disk", "name_description": "test disk", "SR": sr.Str, "virtual_size": strconv.Itoa(10 * gib),
+				"name_label": "disk", "name_description": "test disk", "SR": sr.Str, "virtual_size": strconv.Itoa(10 * stGiB),
 				"type": "user", "managed": "true", "read_only": "false", "is_a_snapshot": "false",
 				"location": e.get("VDI", vdi, "uuid") + ".raw", "physical_utilisation": strconv.FormatInt(fileBlocks(t, p), 10),
 			} {
@@ -54,8 +54,8 @@ func TestVDICreate(t *testing.T) {
 			if ops := e.getStrings("VDI", vdi, "allowed_operations"); !slices.Equal(ops, []string{"clone", "copy", "resize", "snapshot", "destroy", "forget", "update"}) {
 				t.Errorf("allowed_operations = %v", ops)
 			}
-			if got := e.getInt("SR", sr, "virtual_allocation"); got != allocBefore+10*gib {
-				t.Errorf("virtual_allocation %d, want %d", got, allocBefore+10*gib)
+			if got := e.getInt("SR", sr, "virtual_allocation"); got != allocBefore+10*stGiB {
+				t.Errorf("virtual_allocation %d, want %d", got, allocBefore+10*stGiB)
 			}
 			if !slices.Contains(e.getStrings("SR", sr, "VDIs"), vdi.Str) {
 				t.Error("SR.VDIs lacks the VDI")
@@ -65,7 +65,7 @@ func TestVDICreate(t *testing.T) {
 			}
 			// Types other than user.
 			for _, typ := range []string{"system", "suspend", "ephemeral"} {
-				v := e.createVDI(sr, 1<<20, wire.Member{Name: "type", Value: str(typ)})
+				v := e.createVDI(sr, 1<<20, wire.Member{Name: "type", Value: wstr(typ)})
 				if e.get("VDI", v, "type") != typ {
 					t.Errorf("type %s not kept", typ)
 				}
@@ -88,11 +88,11 @@ func TestVDICreateErrors(t *testing.T) {
 		code   string
 		params []string
 	}{
-		{"cbt_metadata", vdiRecord(sr, "x", 1, wire.Member{Name: "type", Value: str("cbt_metadata")}), api.ErrVDIIncompatibleType, []string{"", "cbt_metadata"}},
-		{"unknown image format", vdiRecord(sr, "x", 1, wire.Member{Name: "sm_config", Value: strMap("image-format", "vhd")}), api.ErrSRBackendFailure + "_66", nil},
+		{"cbt_metadata", vdiRecord(sr, "x", 1, wire.Member{Name: "type", Value: wstr("cbt_metadata")}), api.ErrVDIIncompatibleType, []string{"", "cbt_metadata"}},
+		{"unknown image format", vdiRecord(sr, "x", 1, wire.Member{Name: "sm_config", Value: wmap("image-format", "vhd")}), api.ErrSRBackendFailure + "_66", nil},
 		{"negative size", vdiRecord(sr, "x", -1), api.ErrSRBackendFailure + "_79", nil},
-		{"bad SR", vdiRecord(str("OpaqueRef:none"), "x", 1), api.ErrHandleInvalid, []string{"SR", "OpaqueRef:none"}},
-		{"bad type", vdiRecord(sr, "x", 1, wire.Member{Name: "type", Value: str("scratch")}), api.ErrFieldTypeError, nil},
+		{"bad SR", vdiRecord(wstr("OpaqueRef:none"), "x", 1), api.ErrHandleInvalid, []string{"SR", "OpaqueRef:none"}},
+		{"bad type", vdiRecord(sr, "x", 1, wire.Member{Name: "type", Value: wstr("scratch")}), api.ErrFieldTypeError, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(e.getStrings("SR", sr, "VDIs"))
@@ -102,7 +102,7 @@ func TestVDICreateErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := e.call("VDI.create", vdiRecord(sr, "x", 1, wire.Member{Name: "sm_config", Value: strMap("image-format", "vhd")})); err != nil {
+	if _, err := e.call("VDI.create", vdiRecord(sr, "x", 1, wire.Member{Name: "sm_config", Value: wmap("image-format", "vhd")})); err != nil {
 		if _, p := errCode(err); len(p) != 3 || p[0] != "" || p[2] != "" || !bytes.Contains([]byte(p[1]), []byte("vhd")) {
 			t.Errorf("SR_BACKEND_FAILURE params = %q", p)
 		}
@@ -120,21 +120,21 @@ func TestVDICreateQcow2(t *testing.T) {
 	}
 	e := newStorageEnv(t)
 	sr := e.localSR()
-	for _, sm := range []wire.Value{strMap("image-format", "qcow2"), strMap("type", "qcow2")} {
-		vdi := e.createVDI(sr, 5*gib, wire.Member{Name: "sm_config", Value: sm})
+	for _, sm := range []wire.Value{wmap("image-format", "qcow2"), wmap("type", "qcow2")} {
+		vdi := e.createVDI(sr, 5*stGiB, wire.Member{Name: "sm_config", Value: sm})
 		p := e.path(vdi)
-		if filepath.Ext(p) != ".qcow2" || e.getInt("VDI", vdi, "virtual_size") != 5*gib || fileSize(t, p) > 1<<20 {
+		if filepath.Ext(p) != ".qcow2" || e.getInt("VDI", vdi, "virtual_size") != 5*stGiB || fileSize(t, p) > 1<<20 {
 			t.Errorf("qcow2 VDI: %s, size %d", p, e.getInt("VDI", vdi, "virtual_size"))
 		}
 		if f, _ := e.do("VDI.get_sm_config", vdi).Field("image-format"); f.Str != "qcow2" {
 			t.Errorf("image-format = %q", f.Str)
 		}
-		e.do("VDI.resize", vdi, wire.String(strconv.Itoa(6*gib)))
-		if e.getInt("VDI", vdi, "virtual_size") != 6*gib {
+		e.do("VDI.resize", vdi, wire.String(strconv.Itoa(6*stGiB)))
+		if e.getInt("VDI", vdi, "virtual_size") != 6*stGiB {
 			t.Error("qcow2 resize")
 		}
-		snap := e.do("VDI.snapshot", vdi, strMap())
-		if filepath.Ext(e.path(snap)) != ".qcow2" || e.getInt("VDI", snap, "virtual_size") != 6*gib {
+		snap := e.do("VDI.snapshot", vdi, wmap())
+		if filepath.Ext(e.path(snap)) != ".qcow2" || e.getInt("VDI", snap, "virtual_size") != 6*stGiB {
 			t.Error("qcow2 snapshot")
 		}
 	}
@@ -144,7 +144,7 @@ func TestVDIDestroy(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
 	sr := e.localSR()
-	vdi := e.createVDI(sr, gib)
+	vdi := e.createVDI(sr, stGiB)
 	p := e.path(vdi)
 	vm := e.createVM("destroy")
 	vbd := e.createDisk(vm, vdi, "0")
@@ -190,7 +190,7 @@ func TestVDICloneAndSnapshot(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
 	sr := e.localSR()
-	src := e.createVDI(sr, 4*gib, wire.Member{Name: "type", Value: str("system")})
+	src := e.createVDI(sr, 4*stGiB, wire.Member{Name: "type", Value: wstr("system")})
 	f, _ := os.OpenFile(e.path(src), os.O_RDWR, 0)
 	f.WriteAt([]byte("MBR!"), 0)
 	f.Close()
@@ -199,11 +199,11 @@ func TestVDICloneAndSnapshot(t *testing.T) {
 	e.setPower(vm, api.VMPowerStateRunning) // clone and snapshot are live operations
 
 	before := time.Now().UTC().Truncate(time.Second)
-	snap := e.do("VDI.snapshot", src, strMap("hint", "x"))
-	clone := e.do("VDI.clone", src, strMap())
+	snap := e.do("VDI.snapshot", src, wmap("hint", "x"))
+	clone := e.do("VDI.clone", src, wmap())
 	for name, v := range map[string]wire.Value{"snapshot": snap, "clone": clone} {
 		p := e.path(v)
-		if p == e.path(src) || fileSize(t, p) != 4*gib || fileBlocks(t, p) > 1<<20 {
+		if p == e.path(src) || fileSize(t, p) != 4*stGiB || fileBlocks(t, p) > 1<<20 {
 			t.Errorf("%s: file %s size %d blocks %d", name, p, fileSize(t, p), fileBlocks(t, p))
 		}
 		b := make([]byte, 4)
@@ -238,7 +238,7 @@ func TestVDICloneAndSnapshot(t *testing.T) {
 	}
 	// Snapshots of sharable VDIs are refused.
 	sh := e.createVDI(sr, 1<<20, wire.Member{Name: "sharable", Value: wire.Bool(true)})
-	e.wantCall(api.ErrVDIIsSharable, []string{sh.Str}, "VDI.snapshot", sh, strMap())
+	e.wantCall(api.ErrVDIIsSharable, []string{sh.Str}, "VDI.snapshot", sh, wmap())
 	// Destroying the source leaves the snapshot alone.
 	e.setPower(vm, api.VMPowerStateHalted)
 	e.do("VDI.destroy", src)
@@ -247,7 +247,7 @@ func TestVDICloneAndSnapshot(t *testing.T) {
 	}
 
 	// Async.VDI.clone runs in a task whose result is the new VDI.
-	task := e.do("Async.VDI.clone", clone, strMap())
+	task := e.do("Async.VDI.clone", clone, wmap())
 	for i := 0; i < 200 && e.get("task", task, "status") == "pending"; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -260,22 +260,22 @@ func TestVDIResize(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
 	sr := e.localSR()
-	vdi := e.createVDI(sr, gib)
-	e.do("VDI.resize", vdi, wire.String(strconv.Itoa(3*gib)))
-	if e.getInt("VDI", vdi, "virtual_size") != 3*gib || fileSize(t, e.path(vdi)) != 3*gib {
+	vdi := e.createVDI(sr, stGiB)
+	e.do("VDI.resize", vdi, wire.String(strconv.Itoa(3*stGiB)))
+	if e.getInt("VDI", vdi, "virtual_size") != 3*stGiB || fileSize(t, e.path(vdi)) != 3*stGiB {
 		t.Error("resize did not grow")
 	}
-	e.wantCall(api.ErrSRBackendFailure+"_79", []string{"", "VDI Invalid size [opterr=shrinking not allowed]", ""}, "VDI.resize", vdi, wire.String(strconv.Itoa(gib)))
-	if e.getInt("VDI", vdi, "virtual_size") != 3*gib {
+	e.wantCall(api.ErrSRBackendFailure+"_79", []string{"", "VDI Invalid size [opterr=shrinking not allowed]", ""}, "VDI.resize", vdi, wire.String(strconv.Itoa(stGiB)))
+	if e.getInt("VDI", vdi, "virtual_size") != 3*stGiB {
 		t.Error("a refused shrink changed the size")
 	}
 	vm := e.createVM("resize")
 	e.createDisk(vm, vdi, "0")
 	e.setPower(vm, api.VMPowerStateRunning)
-	e.wantCall(api.ErrVDIInUse, []string{vdi.Str, "resize"}, "VDI.resize", vdi, wire.String(strconv.Itoa(4*gib)))
+	e.wantCall(api.ErrVDIInUse, []string{vdi.Str, "resize"}, "VDI.resize", vdi, wire.String(strconv.Itoa(4*stGiB)))
 	e.setPower(vm, api.VMPowerStateHalted)
 	e.do("PBD.unplug", e.myPBDOf(sr))
-	e.wantCall(api.ErrSRHasNoPbds, []string{sr.Str}, "VDI.resize", vdi, wire.String(strconv.Itoa(4*gib)))
+	e.wantCall(api.ErrSRHasNoPbds, []string{sr.Str}, "VDI.resize", vdi, wire.String(strconv.Itoa(4*stGiB)))
 	if slices.Contains(e.getStrings("VDI", vdi, "allowed_operations"), "resize") {
 		t.Error("resize allowed with the SR unplugged")
 	}
@@ -285,7 +285,7 @@ func TestVDIUpdate(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
 	sr := e.localSR()
-	vdi := e.createVDI(sr, gib)
+	vdi := e.createVDI(sr, stGiB)
 	p := e.path(vdi)
 	f, _ := os.OpenFile(p, os.O_RDWR, 0)
 	f.WriteAt(bytes.Repeat([]byte{7}, 3<<20), 10<<20)
@@ -302,7 +302,7 @@ func TestVDIForget(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
 	sr := e.localSR()
-	vdi := e.createVDI(sr, gib)
+	vdi := e.createVDI(sr, stGiB)
 	id, p := e.get("VDI", vdi, "uuid"), e.path(vdi)
 	vm := e.createVM("forget")
 	cd := e.do("VBD.create", vbdRecord(vm, vdi, "3", "CD", "RO", false))
@@ -317,7 +317,7 @@ func TestVDIForget(t *testing.T) {
 		t.Error("the CD drive was not emptied")
 	}
 	e.do("SR.scan", sr)
-	if r := e.do("VDI.get_by_uuid", str(id)); !e.exists("VDI", r) {
+	if r := e.do("VDI.get_by_uuid", wstr(id)); !e.exists("VDI", r) {
 		t.Error("scan did not find the forgotten VDI")
 	}
 }
@@ -326,13 +326,13 @@ func TestVDICopy(t *testing.T) {
 	t.Parallel()
 	e := newStorageEnv(t)
 	local := e.localSR()
-	other := e.createSR("file", strMap("path", filepath.Join(t.TempDir(), "other")))
-	src := e.createVDI(local, 64<<20, wire.Member{Name: "tags", Value: wire.Array(str("gold"))})
+	other := e.createSR("file", wmap("path", filepath.Join(t.TempDir(), "other")))
+	src := e.createVDI(local, 64<<20, wire.Member{Name: "tags", Value: wire.Array(wstr("gold"))})
 	f, _ := os.OpenFile(e.path(src), os.O_RDWR, 0)
 	f.WriteAt([]byte("payload"), 32<<20)
 	f.Close()
 
-	dst := e.do("VDI.copy", src, other, null, null)
+	dst := e.do("VDI.copy", src, other, wnull, wnull)
 	if e.get("VDI", dst, "SR") != other.Str || e.getInt("VDI", dst, "virtual_size") != 64<<20 || e.get("VDI", dst, "name_label") != "disk" {
 		t.Fatalf("copy = %+v", e.do("VDI.get_record", dst))
 	}
@@ -352,7 +352,7 @@ func TestVDICopy(t *testing.T) {
 
 	// Into an existing VDI.
 	into := e.createVDI(other, 128<<20)
-	if r := e.do("VDI.copy", src, null, null, into); r.Str != into.Str {
+	if r := e.do("VDI.copy", src, wnull, wnull, into); r.Str != into.Str {
 		t.Errorf("copy into returned %s", r.Str)
 	}
 	b, _ = os.ReadFile(e.path(into))
@@ -360,26 +360,26 @@ func TestVDICopy(t *testing.T) {
 		t.Error("copy into: data")
 	}
 	small := e.createVDI(other, 1<<20)
-	e.wantCall(api.ErrVDITooSmall, []string{small.Str, strconv.Itoa(64 << 20)}, "VDI.copy", src, null, null, small)
+	e.wantCall(api.ErrVDITooSmall, []string{small.Str, strconv.Itoa(64 << 20)}, "VDI.copy", src, wnull, wnull, small)
 	ro := e.createVDI(other, 128<<20, wire.Member{Name: "read_only", Value: wire.Bool(true)})
-	e.wantCall(api.ErrVDIReadonly, []string{ro.Str}, "VDI.copy", src, null, null, ro)
+	e.wantCall(api.ErrVDIReadonly, []string{ro.Str}, "VDI.copy", src, wnull, wnull, ro)
 
 	// A writer keeps the VDI from being copied; a reader does not.
 	vm := e.createVM("copy")
 	vbd := e.createDisk(vm, src, "0")
 	e.setPower(vm, api.VMPowerStateRunning)
-	e.wantCall(api.ErrVDIInUse, []string{src.Str, "copy"}, "VDI.copy", src, other, null, null)
+	e.wantCall(api.ErrVDIInUse, []string{src.Str, "copy"}, "VDI.copy", src, other, wnull, wnull)
 	e.setPower(vm, api.VMPowerStateHalted)
-	e.do("VBD.set_mode", vbd, str("RO"))
+	e.do("VBD.set_mode", vbd, wstr("RO"))
 	e.setPower(vm, api.VMPowerStateRunning)
-	e.do("VDI.copy", src, other, null, null)
+	e.do("VDI.copy", src, other, wnull, wnull)
 
 	// From an ISO library into a file SR.
 	isoDir := t.TempDir()
 	os.WriteFile(filepath.Join(isoDir, "tools.iso"), bytes.Repeat([]byte("iso9660!"), 1024), 0o644)
-	isr := e.createSR("iso", strMap("location", isoDir))
-	iso := str(e.getStrings("SR", isr, "VDIs")[0])
-	fromISO := e.do("VDI.copy", iso, other, null, null)
+	isr := e.createSR("iso", wmap("location", isoDir))
+	iso := wstr(e.getStrings("SR", isr, "VDIs")[0])
+	fromISO := e.do("VDI.copy", iso, other, wnull, wnull)
 	if e.get("VDI", fromISO, "read_only") != "false" || e.getInt("VDI", fromISO, "virtual_size") != 8192 {
 		t.Errorf("copy of an ISO = %+v", e.do("VDI.get_record", fromISO))
 	}
@@ -387,8 +387,8 @@ func TestVDICopy(t *testing.T) {
 		t.Error("ISO data not copied")
 	}
 	// Into an ISO SR: no VDIs can be made there.
-	e.wantCall(api.ErrSROperationNotSupported, []string{isr.Str}, "VDI.copy", src, isr, null, null)
-	e.wantCall(api.ErrHandleInvalid, []string{"SR", "OpaqueRef:gone"}, "VDI.copy", fromISO, str("OpaqueRef:gone"), null, null)
+	e.wantCall(api.ErrSROperationNotSupported, []string{isr.Str}, "VDI.copy", src, isr, wnull, wnull)
+	e.wantCall(api.ErrHandleInvalid, []string{"SR", "OpaqueRef:gone"}, "VDI.copy", fromISO, wstr("OpaqueRef:gone"), wnull, wnull)
 }
 
 func TestVDISetters(t *testing.T) {
@@ -396,8 +396,8 @@ func TestVDISetters(t *testing.T) {
 	e := newStorageEnv(t).withProtocol(client.XMLRPC)
 	sr := e.localSR()
 	vdi := e.createVDI(sr, 1<<20)
-	e.do("VDI.set_name_label", vdi, str("n"))
-	e.do("VDI.set_name_description", vdi, str("d"))
+	e.do("VDI.set_name_label", vdi, wstr("n"))
+	e.do("VDI.set_name_description", vdi, wstr("d"))
 	if e.get("VDI", vdi, "name_label") != "n" || e.get("VDI", vdi, "name_description") != "d" {
 		t.Error("name setters")
 	}
@@ -407,10 +407,10 @@ func TestVDISetters(t *testing.T) {
 	}
 	e.wantCall(api.ErrPermissionDenied, []string{""}, "VDI.set_read_only", vdi, wire.Bool(true))
 	e.wantCall(api.ErrPermissionDenied, []string{""}, "VDI.set_sharable", vdi, wire.Bool(true))
-	e.wantCall(api.ErrSROperationNotSupported, []string{sr.Str}, "VDI.set_on_boot", vdi, str("reset"))
+	e.wantCall(api.ErrSROperationNotSupported, []string{sr.Str}, "VDI.set_on_boot", vdi, wstr("reset"))
 	vm := e.createVM("setters")
 	e.createDisk(vm, vdi, "0")
 	e.setPower(vm, api.VMPowerStateRunning)
-	e.wantCall(api.ErrVMBadPowerState, []string{vm.Str, "halted", "running"}, "VDI.set_on_boot", vdi, str("persist"))
+	e.wantCall(api.ErrVMBadPowerState, []string{vm.Str, "halted", "running"}, "VDI.set_on_boot", vdi, wstr("persist"))
 	e.wantCall(api.ErrVMBadPowerState, []string{vm.Str, "halted", "running"}, "VDI.set_allow_caching", vdi, wire.Bool(false))
 }

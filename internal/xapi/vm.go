@@ -39,7 +39,7 @@ func (s *Server) registerVMHooks() {
 			// A VM's disks' VBDs and its VIFs go with it; its VDIs stay.
 			for _, r := range vm.VBDs {
 				if tx.Exists(api.ClassVBD, r) {
-					if err := tx.Delete(api.ClassVBD, r); err != nil {
+					if err := vbdDeleteRecord(tx, r); err != nil {
 						return err
 					}
 				}

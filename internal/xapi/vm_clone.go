@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/xenith/xenith/internal/api"
@@ -38,21 +37,9 @@ func (s *Server) registerVMCloneHandlers() {
 		return nil, s.provisionVM(ctx, c.Ref(0))
 	}, -1)
 	s.handle("VM.get_allowed_VBD_devices", func(ctx context.Context, c *Call) (Result, error) {
-		row, err := s.store.Get(api.ClassVM, c.Ref(0))
+		free, err := s.allowedVBDDevicesOf(c.Ref(0))
 		if err != nil {
 			return nil, err
-		}
-		used := map[string]bool{}
-		for _, v := range row.Rec.(*api.VM).VBDs {
-			if r, err := s.store.Get(api.ClassVBD, v); err == nil {
-				used[r.Rec.(*api.VBD).Userdevice] = true
-			}
-		}
-		var free []string
-		for i := 0; i < 16; i++ {
-			if d := strconv.Itoa(i); !used[d] {
-				free = append(free, d)
-			}
 		}
 		return func(e wire.Encoder) { xenapi.EncSet(e, free, xenapi.EncStr[string]) }, nil
 	}, -1)

@@ -2,6 +2,9 @@ package xapi
 
 import (
 	"context"
+	"strings"
+
+	"github.com/xenith/xenith/internal/store"
 
 	"github.com/xenith/xenith/internal/xenapi"
 )
@@ -19,9 +22,15 @@ func (s *Server) registerHotplugHandlers() {
 		"VIF.plug":   d.PlugVIF,
 		"VIF.unplug": d.UnplugVIF,
 	} {
-		fn := fn
+		fn, vbd := fn, strings.HasPrefix(name, "VBD.")
 		s.handle(name, func(ctx context.Context, c *Call) (Result, error) {
-			return nil, fn(ctx, c.Ref(0))
+			if err := fn(ctx, c.Ref(0)); err != nil {
+				return nil, err
+			}
+			if vbd {
+				return nil, s.store.Update(ctx, func(tx *store.Tx) error { return refreshVBDAndVDIOps(tx, c.Ref(0)) })
+			}
+			return nil, nil
 		}, -1)
 	}
 }

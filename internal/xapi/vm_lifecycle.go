@@ -116,7 +116,10 @@ func (s *Server) refreshDeviceOperations(ref xenapi.Ref) {
 		if !tx.Exists(api.ClassVM, ref) {
 			return nil
 		}
-		return refreshVIFAllowedOperations(tx, ref)
+		if err := refreshVIFAllowedOperations(tx, ref); err != nil {
+			return err
+		}
+		return refreshVMStorageOps(tx, ref)
 	})
 	if err != nil {
 		s.log.Error("refreshing device operations", "vm", ref, "err", err)
