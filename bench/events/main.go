@@ -234,6 +234,8 @@ func run(nWaiters, nSessions, rounds int, idle time.Duration, vms int, bin strin
 		if err := waitParked(); err != nil {
 			return err
 		}
+		srvBefore, _ := cpuTicks(pid)
+		selfBefore := selfCPU()
 		start := time.Now()
 		if _, err := writer.Do(ctx, "VM.set_name_label", wire.String(vm), wire.String("round-"+strconv.Itoa(r))); err != nil {
 			return err
@@ -252,12 +254,17 @@ func run(nWaiters, nSessions, rounds int, idle time.Duration, vms int, bin strin
 				return fmt.Errorf("round %d: only %d of %d waiters answered in 20 s", r+1, len(lat), nWaiters)
 			}
 		}
+		last := lat[len(lat)-1] + ack.Sub(start)
+		srvAfter, _ := cpuTicks(pid)
+		selfUsed := selfCPU() - selfBefore
 		slices.Sort(lat)
 		p99 := pct(lat, 99)
 		worstP99 = max(worstP99, p99)
 		all = append(all, lat...)
-		fmt.Printf("round %d: set_name_label RTT %v; delivery after ack: min %v p50 %v p99 %v max %v (n=%d)\n",
-			r+1, ack.Sub(start).Round(time.Microsecond), ms(lat[0]), ms(pct(lat, 50)), ms(p99), ms(lat[len(lat)-1]), len(lat))
+		fmt.Printf("round %d: set_name_label RTT %v; delivery after ack: min %v p50 %v p99 %v max %v (n=%d); "+
+			"last answer %v after the change was sent; CPU in round: xenithd %dms, this client %dms\n",
+			r+1, ms(ack.Sub(start)), ms(lat[0]), ms(pct(lat, 50)), ms(p99), ms(lat[len(lat)-1]), len(lat),
+			ms(last), (srvAfter-srvBefore)*10, selfUsed.Milliseconds())
 	}
 	slices.Sort(all)
 	verdict = "PASS"
@@ -314,6 +321,13 @@ func cpuTicks(pid int) (int64, error) {
 		return 0, errors.New("bad /proc stat fields")
 	}
 	return u + st, nil
+}
+
+// selfCPU is this process's user+system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func freePort() (string, error) {
