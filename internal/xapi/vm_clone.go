@@ -33,6 +33,9 @@ func (s *Server) registerVMCloneHandlers() {
 		ref, err := s.cloneVM(ctx, c.Ref(0), c.Str(1), diskSnapshot, xenapi.NullRef, ignore)
 		return refResult(ref), err
 	}, 3)
+	s.handle("VM.revert", func(ctx context.Context, c *Call) (Result, error) {
+		return nil, s.revertVM(ctx, c.Ref(0))
+	}, -1)
 	s.handle("VM.provision", func(ctx context.Context, c *Call) (Result, error) {
 		return nil, s.provisionVM(ctx, c.Ref(0))
 	}, -1)
@@ -307,6 +310,87 @@ func (s *Server) provisionVM(ctx context.Context, ref xenapi.Ref) error {
 				}
 			}
 			v.OtherConfig = oc
+			return nil
+		})
+	})
+}
+
+// revertVM brings a VM back to a snapshot: the VM stops if it runs, its
+// disks are replaced by clones of the snapshot's and its configuration by
+// the snapshot's. The VM keeps its identity (ref, uuid, name) and NICs.
+func (s *Server) revertVM(ctx context.Context, snapRef xenapi.Ref) error {
+	row, err := s.store.Get(api.ClassVM, snapRef)
+	if err != nil {
+		return err
+	}
+	snap := row.Rec.(*api.VM)
+	if !snap.IsASnapshot {
+		return xenapi.NewError(api.ErrRevertOnlyAllowedOnSnapshot)
+	}
+	vmRef := snap.SnapshotOf
+	vmRow, err := s.store.Get(api.ClassVM, vmRef)
+	if err != nil {
+		return xenapi.NewError(api.ErrVMRevertFailed, string(vmRef), string(snapRef))
+	}
+	if vm := vmRow.Rec.(*api.VM); vm.PowerState != api.VMPowerStateHalted && s.domains != nil {
+		if err := s.domains.HardShutdown(ctx, vmRef); err != nil {
+			return err
+		}
+		vmRow, _ = s.store.Get(api.ClassVM, vmRef)
+	}
+	vm := vmRow.Rec.(*api.VM)
+	// Drop the VM's current disks (their VDIs too: the snapshot holds the
+	// state to return to), then attach clones of the snapshot's.
+	for _, vbdRef := range vm.VBDs {
+		r, err := s.store.Get(api.ClassVBD, vbdRef)
+		if err != nil {
+			continue
+		}
+		vbd := r.Rec.(*api.VBD)
+		if vbd.Type != api.VBDTypeDisk || vbd.VDI.IsNull() {
+			continue
+		}
+		if _, err := s.vbdDestroy(ctx, &Call{Args: []wire.Value{wire.String(string(vbdRef))}}); err != nil {
+			return err
+		}
+		if _, err := s.vdiDestroy(ctx, &Call{Args: []wire.Value{wire.String(string(vbd.VDI))}}); err != nil {
+			return err
+		}
+	}
+	for _, vbdRef := range snap.VBDs {
+		r, err := s.store.Get(api.ClassVBD, vbdRef)
+		if err != nil {
+			continue
+		}
+		vbd := r.Rec.(*api.VBD)
+		if vbd.Type != api.VBDTypeDisk || vbd.VDI.IsNull() {
+			continue
+		}
+		vdi, err := s.cloneDisk(ctx, vbd.VDI, diskClone, xenapi.NullRef)
+		if err != nil {
+			return err
+		}
+		var vb wire.Builder
+		vbd.Encode(&vb)
+		vargs := vb.Value()
+		setMember(&vargs, "VM", wire.String(string(vmRef)))
+		setMember(&vargs, "VDI", wire.String(string(vdi)))
+		setMember(&vargs, "uuid", wire.String(""))
+		if _, err := s.vbdCreate(ctx, &Call{Args: []wire.Value{vargs}}); err != nil {
+			return err
+		}
+	}
+	return s.store.Update(ctx, func(tx *store.Tx) error {
+		return tx.Modify(api.ClassVM, vmRef, func(r xenapi.Record) error {
+			v := r.(*api.VM)
+			v.MemoryStaticMin, v.MemoryDynamicMin = snap.MemoryStaticMin, snap.MemoryDynamicMin
+			v.MemoryDynamicMax, v.MemoryStaticMax = snap.MemoryDynamicMax, snap.MemoryStaticMax
+			v.VCPUsMax, v.VCPUsAtStartup, v.VCPUsParams = snap.VCPUsMax, snap.VCPUsAtStartup, snap.VCPUsParams
+			v.Platform, v.OtherConfig = snap.Platform, snap.OtherConfig
+			v.HVMBootPolicy, v.HVMBootParams = snap.HVMBootPolicy, snap.HVMBootParams
+			v.PVKernel, v.PVRamdisk, v.PVArgs = snap.PVKernel, snap.PVRamdisk, snap.PVArgs
+			v.ActionsAfterShutdown, v.ActionsAfterReboot, v.ActionsAfterCrash = snap.ActionsAfterShutdown, snap.ActionsAfterReboot, snap.ActionsAfterCrash
+			v.Parent = snapRef
 			return nil
 		})
 	})

@@ -60,7 +60,22 @@ func TestVMInstallFromTemplate(t *testing.T) {
 	_, err = h.do("VM.clone", vm, wire.String("nope"))
 	wantErr(t, err, api.ErrVMBadPowerState)
 
-	h.must("VM.clean_shutdown", vm)
+	// Revert: a disk changed after the snapshot comes back as it was.
+	h.must("VM.add_to_other_config", vm, wire.String("after-snapshot"), wire.String("x"))
+	h.must("VM.revert", snap)
+	if h.power(vm) != "Halted" {
+		t.Fatalf("after revert the VM is %s", h.power(vm))
+	}
+	if oc := h.must("VM.get_other_config", vm); strings.Contains(scalarString(oc), "after-snapshot") {
+		t.Fatalf("revert kept a change made after the snapshot: %s", scalarString(oc))
+	}
+	vbds = h.must("VM.get_VBDs", vm)
+	if len(vbds.Array) != 1 || h.must("VBD.get_VDI", vbds.Array[0]).Str == vdi.Str {
+		t.Fatal("revert did not replace the disk with a clone of the snapshot's")
+	}
+	vdi = h.must("VBD.get_VDI", vbds.Array[0])
+	_, err = h.do("VM.revert", vm)
+	wantErr(t, err, api.ErrRevertOnlyAllowedOnSnapshot)
 	cp := h.must("VM.copy", vm, wire.String("web2"), wire.String(string(xenapi.NullRef)))
 	cvbds := h.must("VM.get_VBDs", cp)
 	if len(cvbds.Array) != 1 || h.must("VBD.get_VDI", cvbds.Array[0]).Str == vdi.Str {
