@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/store"
@@ -102,6 +103,55 @@ func (m *Manager) hotplug(ctx context.Context, c *xenapi.Class, ref xenapi.Ref, 
 				d.CurrentlyAttached = plug
 			}
 			return nil
+		})
+	})
+}
+
+// SetVCPUsLive changes the number of online VCPUs of a running VM.
+func (m *Manager) SetVCPUsLive(ctx context.Context, ref xenapi.Ref, n int64) error {
+	return m.do(ctx, ref, api.VMOperationsChangingVCPUsLive, func(ctx context.Context, vm *api.VM) error {
+		if n < 1 || n > vm.VCPUsMax {
+			return xenapi.NewError(api.ErrInvalidValue, "nvcpu", strconv.FormatInt(n, 10))
+		}
+		if err := m.drv.SetVCPUs(ctx, vm.UUID, int(n)); err != nil {
+			return err
+		}
+		return m.st.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+			if !tx.Exists(api.ClassVMMetrics, vm.Metrics) {
+				return nil
+			}
+			return tx.Modify(api.ClassVMMetrics, vm.Metrics, func(r xenapi.Record) error {
+				r.(*api.VMMetrics).VCPUsNumber = n
+				return nil
+			})
+		})
+	})
+}
+
+// SetMemoryTargetLive balloons a running VM to target bytes, within its
+// dynamic range.
+func (m *Manager) SetMemoryTargetLive(ctx context.Context, ref xenapi.Ref, target int64) error {
+	return m.do(ctx, ref, api.VMOperationsChangingMemoryLive, func(ctx context.Context, vm *api.VM) error {
+		if target < vm.MemoryDynamicMin || target > vm.MemoryDynamicMax {
+			return xenapi.NewError(api.ErrMemoryConstraintViolation, "target must lie within dynamic_min..dynamic_max")
+		}
+		if err := m.drv.SetMemoryTarget(ctx, vm.UUID, target); err != nil {
+			return err
+		}
+		return m.st.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+			if err := tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
+				r.(*api.VM).MemoryTarget = target
+				return nil
+			}); err != nil {
+				return err
+			}
+			if !tx.Exists(api.ClassVMMetrics, vm.Metrics) {
+				return nil
+			}
+			return tx.Modify(api.ClassVMMetrics, vm.Metrics, func(r xenapi.Record) error {
+				r.(*api.VMMetrics).MemoryActual = target
+				return nil
+			})
 		})
 	})
 }

@@ -168,6 +168,7 @@ func (s *Server) buildTable() {
 	s.registerVMHooks()
 	s.registerSubjectHandlers()
 	s.registerVMSettingHandlers()
+	s.registerVMFieldSetters()
 	s.registerEventHandlers()
 	s.registerMessageHandlers()
 	s.registerTaskHandlers()

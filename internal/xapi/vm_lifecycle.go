@@ -46,6 +46,10 @@ func (s *Server) registerVMLifecycleHandlers() {
 		{"VM.hard_shutdown", func(ctx context.Context, c *Call) error { return d.HardShutdown(ctx, c.Ref(0)) }, false},
 		{"VM.shutdown", func(ctx context.Context, c *Call) error { return d.Shutdown(ctx, c.Ref(0)) }, true},
 		{"VM.clean_reboot", func(ctx context.Context, c *Call) error { return d.CleanReboot(ctx, c.Ref(0)) }, true},
+		{"VM.set_VCPUs_number_live", func(ctx context.Context, c *Call) error { return d.SetVCPUsLive(ctx, c.Ref(0), c.Int(1)) }, false},
+		{"VM.set_memory_target_live", func(ctx context.Context, c *Call) error {
+			return d.SetMemoryTargetLive(ctx, c.Ref(0), c.Int(1))
+		}, false},
 		{"VM.hard_reboot", func(ctx context.Context, c *Call) error { return d.HardReboot(ctx, c.Ref(0)) }, false},
 		{"VM.suspend", func(ctx context.Context, c *Call) error { return d.Suspend(ctx, c.Ref(0)) }, false},
 		{"VM.resume", func(ctx context.Context, c *Call) error { return d.Resume(ctx, c.Ref(0), c.Bool(1)) }, false},

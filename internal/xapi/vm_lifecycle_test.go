@@ -341,3 +341,21 @@ func TestVIFHotplug(t *testing.T) {
 	_, err = h.do("VIF.plug", vif)
 	wantErr(t, err, api.ErrVMBadPowerState)
 }
+
+func TestVMLiveSettings(t *testing.T) {
+	t.Parallel()
+	h := newVMHarness(t)
+	vm := h.vmIn("Running")
+	h.must("VM.set_VCPUs_number_live", vm, wire.String("2"))
+	if n := h.must("VM_metrics.get_VCPUs_number", h.must("VM.get_metrics", vm)); scalarString(n) != "2" {
+		t.Fatalf("VCPUs_number %s", scalarString(n))
+	}
+	_, err := h.do("VM.set_VCPUs_number_live", vm, wire.String("9"))
+	wantErr(t, err, api.ErrInvalidValue)
+	h.must("VM.set_memory_target_live", vm, wire.String("536870912"))
+	_, err = h.do("VM.set_memory_target_live", vm, wire.String("1"))
+	wantErr(t, err, api.ErrMemoryConstraintViolation)
+	h.must("VM.set_actions_after_crash", vm, wire.String("destroy"))
+	_, err = h.do("VM.set_HVM_boot_policy", vm, wire.String(""))
+	wantErr(t, err, api.ErrVMBadPowerState)
+}

@@ -98,3 +98,47 @@ func lowerState(p api.VMPowerState) string {
 	}
 	return string(p)
 }
+
+// registerVMFieldSetters serves the VM setters the datamodel declares as
+// explicit messages although they only set a field; some of them only
+// while the VM is halted, as in xapi.
+func (s *Server) registerVMFieldSetters() {
+	c := api.ClassVM
+	anyState := []string{"actions_after_crash", "order", "shutdown_delay", "start_delay",
+		"ha_always_run", "ha_restart_priority", "suspend_VDI", "appliance", "snapshot_schedule"}
+	haltedOnly := []string{"HVM_boot_policy", "domain_type", "HVM_shadow_multiplier", "bios_strings", "has_vendor_device", "NVRAM"}
+	for _, name := range anyState {
+		if f := c.Field(name); f != nil {
+			s.handle("VM.set_"+name, s.fieldSet(c, f), -1)
+		}
+	}
+	for _, name := range haltedOnly {
+		f := c.Field(name)
+		if f == nil {
+			continue
+		}
+		set := s.fieldSet(c, f)
+		s.handle("VM.set_"+name, func(ctx context.Context, call *Call) (Result, error) {
+			if err := s.assertHalted(call.Ref(0)); err != nil {
+				return nil, err
+			}
+			return set(ctx, call)
+		}, -1)
+	}
+	if f := c.Field("NVRAM"); f != nil {
+		s.handle("VM.add_to_NVRAM", s.mapAdd(c, f), -1)
+		s.handle("VM.remove_from_NVRAM", s.mapRemove(c, f), -1)
+	}
+}
+
+// assertHalted refuses a change that needs the VM halted.
+func (s *Server) assertHalted(ref xenapi.Ref) error {
+	row, err := s.store.Get(api.ClassVM, ref)
+	if err != nil {
+		return err
+	}
+	if vm := row.Rec.(*api.VM); vm.PowerState != api.VMPowerStateHalted {
+		return xenapi.NewError(api.ErrVMBadPowerState, string(ref), "halted", lowerState(vm.PowerState))
+	}
+	return nil
+}
