@@ -1,8 +1,12 @@
 package xapi
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xenith/xenith/internal/domain"
 
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/wire"
@@ -92,5 +96,55 @@ func TestVMInstallFromTemplate(t *testing.T) {
 	}
 	if _, err := h.do("VDI.get_record", vdi); err != nil {
 		t.Fatalf("VM.destroy took the VDI along: %v", err)
+	}
+}
+
+// Installing from an ISO: an ISO SR, a VM from "Other install media" with
+// the ISO in its CD drive, booted on the simulator, then the CD ejected.
+func TestVMInstallFromISO(t *testing.T) {
+	t.Parallel()
+	h := newVMHarness(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "installer.iso"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host := h.must("host.get_all").Array[0]
+	sr := h.must("SR.create", host, wire.Struct(wire.Member{Name: "location", Value: wire.String(dir)}),
+		wire.String("0"), wire.String("ISOs"), wire.String(""), wire.String("iso"), wire.String("iso"),
+		wire.Bool(false), wire.Struct())
+	vdis := h.must("SR.get_VDIs", sr)
+	if len(vdis.Array) != 1 {
+		t.Fatalf("ISO SR shows %d images", len(vdis.Array))
+	}
+	tmpl := h.must("VM.get_by_name_label", wire.String("Other install media")).Array[0]
+	vm := h.must("VM.clone", tmpl, wire.String("from-iso"))
+	h.must("VM.set_is_a_template", vm, wire.Bool(false))
+	h.must("VM.provision", vm)
+	cd := h.must("VBD.create", wire.Struct(
+		wire.Member{Name: "VM", Value: vm}, wire.Member{Name: "VDI", Value: vdis.Array[0]},
+		wire.Member{Name: "userdevice", Value: wire.String("3")}, wire.Member{Name: "bootable", Value: wire.Bool(true)},
+		wire.Member{Name: "mode", Value: wire.String("RO")}, wire.Member{Name: "type", Value: wire.String("CD")},
+		wire.Member{Name: "empty", Value: wire.Bool(false)}, wire.Member{Name: "other_config", Value: wire.Struct()},
+		wire.Member{Name: "qos_algorithm_type", Value: wire.String("")}, wire.Member{Name: "qos_algorithm_params", Value: wire.Struct()}))
+	h.must("VM.start", vm, wire.Bool(false), wire.Bool(false))
+	disks, _, err := h.e.srv.domains.Driver().(interface {
+		Devices(string) ([]domain.Disk, []domain.NIC, error)
+	}).Devices(h.must("VM.get_uuid", vm).Str)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, d := range disks {
+		if d.CD && strings.HasSuffix(d.Path, "installer.iso") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the guest has no CD with the ISO: %+v", disks)
+	}
+	h.must("VM.hard_shutdown", vm)
+	h.must("VBD.eject", cd)
+	if e := h.must("VBD.get_empty", cd); !e.Bool {
+		t.Fatal("CD not empty after eject")
 	}
 }
