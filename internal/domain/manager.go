@@ -205,26 +205,26 @@ func (m *Manager) start(ctx context.Context, ref xenapi.Ref, vm *api.VM, paused 
 		return err
 	}
 	m.progress(ctx, 0.5)
-	if err := m.markRunning(ref, domid, api.VMPowerStatePaused, true); err != nil {
-		_ = m.drv.Destroy(context.WithoutCancel(ctx), vm.UUID)
-		return err
+	state := api.VMPowerStatePaused
+	if !paused {
+		if err := ctx.Err(); err != nil {
+			// Cancelled between building and unpausing: undo the build.
+			_ = m.drv.Destroy(context.WithoutCancel(ctx), vm.UUID)
+			return err
+		}
+		if err := m.drv.Unpause(ctx, vm.UUID); err != nil {
+			_ = m.drv.Destroy(context.WithoutCancel(ctx), vm.UUID)
+			return err
+		}
+		state = api.VMPowerStateRunning
 	}
-	if paused {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		// Cancelled between building and unpausing: undo the build.
+	// One durable write records the whole start.
+	if err := m.markRunning(ref, domid, state, true); err != nil {
 		_ = m.drv.Destroy(context.WithoutCancel(ctx), vm.UUID)
-		_ = m.markHalted(ref)
-		return err
-	}
-	if err := m.drv.Unpause(ctx, vm.UUID); err != nil {
-		_ = m.drv.Destroy(context.WithoutCancel(ctx), vm.UUID)
-		_ = m.markHalted(ref)
 		return err
 	}
 	m.progress(ctx, 0.9)
-	return m.setPowerState(ref, api.VMPowerStateRunning)
+	return nil
 }
 
 // Pause stops a running VM's vCPUs.
