@@ -155,3 +155,37 @@ func (m *Manager) SetMemoryTargetLive(ctx context.Context, ref xenapi.Ref, targe
 		})
 	})
 }
+
+// ChangeMedium puts the VBD's current VDI (or nothing, for an empty drive)
+// into the running domain's CD drive: the drive is swapped out and in again.
+func (m *Manager) ChangeMedium(ctx context.Context, vbdRef xenapi.Ref) error {
+	row, err := m.st.Get(api.ClassVBD, vbdRef)
+	if err != nil {
+		return err
+	}
+	vbd := row.Rec.(*api.VBD)
+	unlock, err := m.lock(ctx, vbd.VM)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	vmRow, err := m.st.Get(api.ClassVM, vbd.VM)
+	if err != nil {
+		return err
+	}
+	vm := vmRow.Rec.(*api.VM)
+	if (vm.PowerState != api.VMPowerStateRunning && vm.PowerState != api.VMPowerStatePaused) || !vbd.CurrentlyAttached {
+		return nil // the drive is not in a domain: the record is all there is
+	}
+	disk := Disk{Device: vbd.Userdevice, ReadOnly: true, CD: true, Bootable: vbd.Bootable}
+	if !vbd.Empty && !vbd.VDI.IsNull() {
+		disk.Path, disk.Format = m.vdiPath(vbd.VDI)
+	}
+	if err := m.drv.UnplugDisk(ctx, vm.UUID, vbd.Userdevice); err != nil {
+		return m.mapError(err)
+	}
+	if err := m.drv.PlugDisk(ctx, vm.UUID, disk); err != nil {
+		return m.mapError(err)
+	}
+	return nil
+}

@@ -224,7 +224,7 @@ func (s *Server) vbdInsert(ctx context.Context, c *Call) (Result, error) {
 		if err := vbdOpTable(tx, ref, vbd, true)[api.VBDOperationsInsert]; err != nil {
 			return err
 		}
-		if err := vbdAssertMediaChange(tx, ref, vbd, "VBD.insert"); err != nil {
+		if err := vbdAssertMediaChange(tx, ref, vbd, "VBD.insert", s.domains != nil); err != nil {
 			return err
 		}
 		if !dr.(*api.VDI).Managed {
@@ -242,6 +242,9 @@ func (s *Server) vbdInsert(ctx context.Context, c *Call) (Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.changeMediumLive(ctx, ref, xenapi.NullRef); err != nil {
+		return nil, err
+	}
 	// VDI.VBDs lists the VBD once the change has committed.
 	return nil, s.store.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error { return refreshVBDAndVDIOps(tx, ref) })
 }
@@ -249,7 +252,11 @@ func (s *Server) vbdInsert(ctx context.Context, c *Call) (Result, error) {
 // vbdEject empties a CD drive.
 func (s *Server) vbdEject(ctx context.Context, c *Call) (Result, error) {
 	ref := c.Ref(0)
-	return nil, s.store.Update(ctx, func(tx *store.Tx) error {
+	var old xenapi.Ref
+	if r, err := s.store.Get(api.ClassVBD, ref); err == nil {
+		old = r.Rec.(*api.VBD).VDI
+	}
+	err := s.store.Update(ctx, func(tx *store.Tx) error {
 		r, err := tx.Get(api.ClassVBD, ref)
 		if err != nil {
 			return err
@@ -258,10 +265,10 @@ func (s *Server) vbdEject(ctx context.Context, c *Call) (Result, error) {
 		if err := vbdOpTable(tx, ref, vbd, true)[api.VBDOperationsEject]; err != nil {
 			return err
 		}
-		if err := vbdAssertMediaChange(tx, ref, vbd, "VBD.eject"); err != nil {
+		if err := vbdAssertMediaChange(tx, ref, vbd, "VBD.eject", s.domains != nil); err != nil {
 			return err
 		}
-		old := vbd.VDI
+		old = vbd.VDI
 		if err := tx.Modify(api.ClassVBD, ref, func(r xenapi.Record) error {
 			rec := r.(*api.VBD)
 			rec.VDI, rec.Empty = xenapi.NullRef, true
@@ -277,13 +284,40 @@ func (s *Server) vbdEject(ctx context.Context, c *Call) (Result, error) {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.changeMediumLive(ctx, ref, old)
+}
+
+// changeMediumLive applies a committed medium change to the running
+// domain; if the hypervisor refuses, the record goes back to prev (for an
+// insert, back to empty).
+func (s *Server) changeMediumLive(ctx context.Context, ref, prev xenapi.Ref) error {
+	if s.domains == nil {
+		return nil
+	}
+	err := s.domains.ChangeMedium(ctx, ref)
+	if err == nil {
+		return nil
+	}
+	_ = s.store.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+		return tx.Modify(api.ClassVBD, ref, func(r xenapi.Record) error {
+			rec := r.(*api.VBD)
+			rec.VDI, rec.Empty = prev, prev.IsNull()
+			return nil
+		})
+	})
+	return err
 }
 
 // vbdAssertMediaChange allows a medium change done on the records alone:
 // the VM is halted, or the drive is not plugged into its domain. Changing
 // the medium of a plugged drive needs the domain manager, which does not
 // offer it yet.
-func vbdAssertMediaChange(tx *store.Tx, ref xenapi.Ref, vbd *api.VBD, msg string) error {
+// live says the domain manager will change the medium in the running
+// domain after the record changes.
+func vbdAssertMediaChange(tx *store.Tx, ref xenapi.Ref, vbd *api.VBD, msg string, live bool) error {
 	vr, err := tx.Get(api.ClassVM, vbd.VM)
 	if err != nil {
 		return err
@@ -292,7 +326,7 @@ func vbdAssertMediaChange(tx *store.Tx, ref xenapi.Ref, vbd *api.VBD, msg string
 	if vm.PowerState == api.VMPowerStateSuspended {
 		return xenapi.NewError(api.ErrVMBadPowerState, string(vbd.VM), "halted, running", "suspended")
 	}
-	if vm.PowerState != api.VMPowerStateHalted && vbd.CurrentlyAttached {
+	if vm.PowerState != api.VMPowerStateHalted && vbd.CurrentlyAttached && !live {
 		return xenapi.NewError(api.ErrNotImplemented, msg+" of a plugged drive (needs the domain manager)")
 	}
 	return nil

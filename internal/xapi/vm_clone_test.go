@@ -142,6 +142,30 @@ func TestVMInstallFromISO(t *testing.T) {
 	if !found {
 		t.Fatalf("the guest has no CD with the ISO: %+v", disks)
 	}
+	// Eject and insert while the guest runs: the domain's drive follows.
+	cdPath := func() string {
+		disks, _, err := h.e.srv.domains.Driver().(interface {
+			Devices(string) ([]domain.Disk, []domain.NIC, error)
+		}).Devices(h.must("VM.get_uuid", vm).Str)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range disks {
+			if d.CD {
+				return d.Path
+			}
+		}
+		t.Fatal("no CD drive in the domain")
+		return ""
+	}
+	h.must("VBD.eject", cd)
+	if e := h.must("VBD.get_empty", cd); !e.Bool || cdPath() != "" {
+		t.Fatalf("after a live eject: empty=%v, domain CD %q", e.Bool, cdPath())
+	}
+	h.must("VBD.insert", cd, vdis.Array[0])
+	if !strings.HasSuffix(cdPath(), "installer.iso") {
+		t.Fatalf("after a live insert the domain CD is %q", cdPath())
+	}
 	h.must("VM.hard_shutdown", vm)
 	h.must("VBD.eject", cd)
 	if e := h.must("VBD.get_empty", cd); !e.Bool {
