@@ -33,6 +33,12 @@ type Manager struct {
 	CleanShutdownTimeout time.Duration
 	// Progress, when set, records the progress of the task running ctx.
 	Progress func(ctx context.Context, p float64)
+	// NewSuspendImage, when set, makes the VDI a suspended VM's memory
+	// image is written to (XenAPI's VM.suspend_VDI); DropSuspendImage
+	// destroys it after a resume or a hard shutdown. Without them the
+	// image is a file under StateDir/suspend.
+	NewSuspendImage  func(ctx context.Context, vm xenapi.Ref) (xenapi.Ref, error)
+	DropSuspendImage func(ctx context.Context, vdi xenapi.Ref)
 
 	mu    sync.Mutex
 	locks map[xenapi.Ref]chan struct{}
@@ -279,7 +285,7 @@ func (m *Manager) HardShutdown(ctx context.Context, ref xenapi.Ref) error {
 
 func (m *Manager) hardShutdown(ctx context.Context, ref xenapi.Ref, vm *api.VM) error {
 	if vm.PowerState == api.VMPowerStateSuspended {
-		_ = os.Remove(m.suspendPath(vm))
+		m.dropImage(ctx, ref, vm)
 		return m.markHalted(ref)
 	}
 	if err := m.drv.Destroy(ctx, vm.UUID); err != nil && !errors.Is(err, ErrNoDomain) {
@@ -332,15 +338,34 @@ func (m *Manager) HardReboot(ctx context.Context, ref xenapi.Ref) error {
 // Suspend saves the VM's state to disk and stops it.
 func (m *Manager) Suspend(ctx context.Context, ref xenapi.Ref) error {
 	return m.do(ctx, ref, api.VMOperationsSuspend, func(ctx context.Context, vm *api.VM) error {
+		image := xenapi.NullRef
 		path := m.suspendPath(vm)
+		if m.NewSuspendImage != nil {
+			var err error
+			if image, err = m.NewSuspendImage(ctx, ref); err != nil {
+				return err
+			}
+			path, _ = m.vdiPath(image)
+		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return err
 		}
 		m.progress(ctx, 0.1)
 		if err := m.drv.Suspend(ctx, vm.UUID, path); err != nil {
+			if !image.IsNull() {
+				m.DropSuspendImage(context.WithoutCancel(ctx), image)
+			}
 			return err
 		}
-		return m.markStopped(ref, api.VMPowerStateSuspended)
+		if err := m.markStopped(ref, api.VMPowerStateSuspended); err != nil {
+			return err
+		}
+		return m.st.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+			return tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
+				r.(*api.VM).SuspendVDI = image
+				return nil
+			})
+		})
 	})
 }
 
@@ -352,6 +377,9 @@ func (m *Manager) Resume(ctx context.Context, ref xenapi.Ref, paused bool) error
 			return err
 		}
 		path := m.suspendPath(vm)
+		if !vm.SuspendVDI.IsNull() {
+			path, _ = m.vdiPath(vm.SuspendVDI)
+		}
 		m.progress(ctx, 0.1)
 		domid, err := m.drv.Resume(ctx, spec, path)
 		if err != nil {
@@ -360,7 +388,7 @@ func (m *Manager) Resume(ctx context.Context, ref xenapi.Ref, paused bool) error
 		if err := m.markRunning(ref, domid, api.VMPowerStatePaused, false); err != nil {
 			return err
 		}
-		_ = os.Remove(path)
+		m.dropImage(ctx, ref, vm)
 		if paused {
 			return nil
 		}
@@ -368,6 +396,24 @@ func (m *Manager) Resume(ctx context.Context, ref xenapi.Ref, paused bool) error
 			return err
 		}
 		return m.setPowerState(ref, api.VMPowerStateRunning)
+	})
+}
+
+// dropImage removes a suspended VM's memory image once it is not needed.
+func (m *Manager) dropImage(ctx context.Context, ref xenapi.Ref, vm *api.VM) {
+	if vm.SuspendVDI.IsNull() || m.DropSuspendImage == nil {
+		_ = os.Remove(m.suspendPath(vm))
+		return
+	}
+	m.DropSuspendImage(context.WithoutCancel(ctx), vm.SuspendVDI)
+	_ = m.st.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+		if !tx.Exists(api.ClassVM, ref) {
+			return nil
+		}
+		return tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
+			r.(*api.VM).SuspendVDI = xenapi.NullRef
+			return nil
+		})
 	})
 }
 

@@ -19,6 +19,12 @@ func (s *Server) registerVMLifecycleHandlers() {
 	}
 	d := s.domains
 	d.Progress = s.SetProgress
+	d.NewSuspendImage = s.newSuspendImage
+	d.DropSuspendImage = func(ctx context.Context, vdi xenapi.Ref) {
+		if _, err := s.vdiDestroy(ctx, &Call{Args: []wire.Value{wire.String(string(vdi))}}); err != nil {
+			s.log.Warn("removing a suspend image", "vdi", vdi, "err", err)
+		}
+	}
 	type op struct {
 		name        string
 		run         func(ctx context.Context, c *Call) error
@@ -87,6 +93,33 @@ func (s *Server) registerVMLifecycleHandlers() {
 		}
 		return refListResult([]xenapi.Ref{s.hostRef}), nil
 	}, -1)
+}
+
+// newSuspendImage makes the VDI a VM's memory image goes to: in the pool's
+// suspend_image_SR (else its default SR), sized for the VM's memory.
+func (s *Server) newSuspendImage(ctx context.Context, ref xenapi.Ref) (xenapi.Ref, error) {
+	row, err := s.store.Get(api.ClassVM, ref)
+	if err != nil {
+		return "", err
+	}
+	vm := row.Rec.(*api.VM)
+	sr := xenapi.NullRef
+	for _, p := range s.store.All(api.ClassPool) {
+		pool := p.Rec.(*api.Pool)
+		sr = pool.SuspendImageSR
+		if sr.IsNull() {
+			sr = pool.DefaultSR
+		}
+	}
+	if sr.IsNull() {
+		return "", xenapi.NewError(api.ErrVMRequiresSR, string(ref), string(sr))
+	}
+	want := api.NewVDI()
+	want.NameLabel = "Suspend image for " + vm.NameLabel
+	want.NameDescription = "Memory image of a suspended VM"
+	want.SR, want.Type = sr, api.VDITypeSuspend
+	want.VirtualSize = vm.MemoryStaticMax + 1<<20
+	return s.createVDI(ctx, want)
 }
 
 // assertThisHost checks a host argument: xenithd runs one-host pools, so

@@ -359,3 +359,29 @@ func TestVMLiveSettings(t *testing.T) {
 	_, err = h.do("VM.set_HVM_boot_policy", vm, wire.String(""))
 	wantErr(t, err, api.ErrVMBadPowerState)
 }
+
+func TestVMSuspendImageIsAVDI(t *testing.T) {
+	t.Parallel()
+	h := newVMHarness(t)
+	vm := h.vmIn("Suspended")
+	vdi := h.must("VM.get_suspend_VDI", vm)
+	if vdi.Str == string(xenapi.NullRef) {
+		t.Fatal("a suspended VM has no suspend_VDI")
+	}
+	if typ := h.must("VDI.get_type", vdi); typ.Str != "suspend" {
+		t.Fatalf("suspend_VDI type %q", typ.Str)
+	}
+	h.must("VM.resume", vm, wire.Bool(false), wire.Bool(false))
+	if v := h.must("VM.get_suspend_VDI", vm); v.Str != string(xenapi.NullRef) {
+		t.Fatalf("suspend_VDI kept after resume: %s", v.Str)
+	}
+	if _, err := h.do("VDI.get_record", vdi); err == nil {
+		t.Fatal("the suspend image outlived the resume")
+	}
+	h.must("VM.suspend", vm)
+	vdi = h.must("VM.get_suspend_VDI", vm)
+	h.must("VM.hard_shutdown", vm)
+	if _, err := h.do("VDI.get_record", vdi); err == nil {
+		t.Fatal("the suspend image outlived a hard shutdown")
+	}
+}
