@@ -140,13 +140,7 @@ func (s *Server) cloneVM(ctx context.Context, src xenapi.Ref, name string, mode 
 		if ignore[vbd.VDI] {
 			continue
 		}
-		var vb wire.Builder
-		vbd.Encode(&vb)
-		vargs := vb.Value()
-		setMember(&vargs, "VM", wire.String(string(newRef)))
-		setMember(&vargs, "VDI", wire.String(string(vdi)))
-		setMember(&vargs, "uuid", wire.String(""))
-		if _, err := s.vbdCreate(ctx, &Call{Args: []wire.Value{vargs}}); err != nil {
+		if err := s.copyVBD(ctx, vbd, newRef, vdi); err != nil {
 			cleanup()
 			return "", err
 		}
@@ -341,15 +335,7 @@ func (s *Server) revertVM(ctx context.Context, snapRef xenapi.Ref) error {
 	vm := vmRow.Rec.(*api.VM)
 	// Drop the VM's current disks (their VDIs too: the snapshot holds the
 	// state to return to), then attach clones of the snapshot's.
-	for _, vbdRef := range vm.VBDs {
-		r, err := s.store.Get(api.ClassVBD, vbdRef)
-		if err != nil {
-			continue
-		}
-		vbd := r.Rec.(*api.VBD)
-		if vbd.Type != api.VBDTypeDisk || vbd.VDI.IsNull() {
-			continue
-		}
+	for vbdRef, vbd := range s.diskVBDs(vm.VBDs) {
 		if _, err := s.vbdDestroy(ctx, &Call{Args: []wire.Value{wire.String(string(vbdRef))}}); err != nil {
 			return err
 		}
@@ -357,26 +343,12 @@ func (s *Server) revertVM(ctx context.Context, snapRef xenapi.Ref) error {
 			return err
 		}
 	}
-	for _, vbdRef := range snap.VBDs {
-		r, err := s.store.Get(api.ClassVBD, vbdRef)
-		if err != nil {
-			continue
-		}
-		vbd := r.Rec.(*api.VBD)
-		if vbd.Type != api.VBDTypeDisk || vbd.VDI.IsNull() {
-			continue
-		}
+	for _, vbd := range s.diskVBDs(snap.VBDs) {
 		vdi, err := s.cloneDisk(ctx, vbd.VDI, diskClone, xenapi.NullRef)
 		if err != nil {
 			return err
 		}
-		var vb wire.Builder
-		vbd.Encode(&vb)
-		vargs := vb.Value()
-		setMember(&vargs, "VM", wire.String(string(vmRef)))
-		setMember(&vargs, "VDI", wire.String(string(vdi)))
-		setMember(&vargs, "uuid", wire.String(""))
-		if _, err := s.vbdCreate(ctx, &Call{Args: []wire.Value{vargs}}); err != nil {
+		if err := s.copyVBD(ctx, vbd, vmRef, vdi); err != nil {
 			return err
 		}
 	}
@@ -394,4 +366,29 @@ func (s *Server) revertVM(ctx context.Context, snapRef xenapi.Ref) error {
 			return nil
 		})
 	})
+}
+
+// diskVBDs returns the VBDs among refs that are disks with a VDI.
+func (s *Server) diskVBDs(refs []xenapi.Ref) map[xenapi.Ref]*api.VBD {
+	out := make(map[xenapi.Ref]*api.VBD)
+	for _, ref := range refs {
+		if r, err := s.store.Get(api.ClassVBD, ref); err == nil {
+			if vbd := r.Rec.(*api.VBD); vbd.Type == api.VBDTypeDisk && !vbd.VDI.IsNull() {
+				out[ref] = vbd
+			}
+		}
+	}
+	return out
+}
+
+// copyVBD creates a VBD like vbd on vm, pointing at vdi.
+func (s *Server) copyVBD(ctx context.Context, vbd *api.VBD, vm, vdi xenapi.Ref) error {
+	var b wire.Builder
+	vbd.Encode(&b)
+	args := b.Value()
+	setMember(&args, "VM", wire.String(string(vm)))
+	setMember(&args, "VDI", wire.String(string(vdi)))
+	setMember(&args, "uuid", wire.String(""))
+	_, err := s.vbdCreate(ctx, &Call{Args: []wire.Value{args}})
+	return err
 }

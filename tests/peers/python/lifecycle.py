@@ -42,7 +42,6 @@ except ImportError as exc:  # pragma: no cover - environment problem
         "and use /usr/bin/python3\n" % (sys.executable, exc))
     sys.exit(2)
 
-NULL_REF = "OpaqueRef:NULL"
 TEMPLATE = "Debian Bookworm 12"
 DISK_SIZE = 10737418240  # 10 GiB, the template's recommended disk
 EVENT_CLASSES = ["vm", "vbd", "vif", "vdi", "task"]
@@ -53,48 +52,7 @@ IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 IPV6_RE = re.compile(r"^[0-9a-fA-F:]+:[0-9a-fA-F:]*$")
 
 
-class CheckFailed(Exception):
-    pass
-
-
-_step = ["start"]
-
-
-def step(name):
-    _step[0] = name
-    print("---- " + name, flush=True)
-
-
-def check(name, cond, detail=""):
-    if not cond:
-        raise CheckFailed("%s%s" % (name, (": " + detail) if detail else ""))
-    print("PASS " + name, flush=True)
-
-
-def is_ref(v):
-    return isinstance(v, str) and v.startswith("OpaqueRef:") and v != NULL_REF
-
-
-def expect_failure(name, fn, code, params=None):
-    """Call fn(); it must raise XenAPI.Failure whose details[0] == code and,
-    if params is given, details[1:] == params."""
-    try:
-        result = fn()
-    except XenAPI.Failure as f:
-        details = list(f.details)
-        if not details or details[0] != code:
-            raise CheckFailed("%s: expected error %s%s, got Failure %r"
-                              % (name, code, params if params is not None else "", details))
-        if params is not None and details[1:] != list(params):
-            raise CheckFailed("%s: expected %s params %r, got %r"
-                              % (name, code, list(params), details[1:]))
-        print("PASS %s (%r)" % (name, details), flush=True)
-        return details
-    except xmlrpc.client.Fault as f:
-        raise CheckFailed("%s: expected XenAPI Failure %s, got XML-RPC Fault %s %r"
-                          % (name, code, f.faultCode, f.faultString))
-    raise CheckFailed("%s: expected error %s, but the call succeeded and returned %r"
-                      % (name, code, result))
+from checks import NULL_REF, CheckFailed, _step, check, expect_failure, is_ref, step  # noqa: E402
 
 
 def poll(what, fn, cond, timeout=POLL_TIMEOUT, interval=0.05):
