@@ -136,25 +136,7 @@ func stoStat(st storage.SRStat, err error) *storage.SRStat {
 // it. A VDI in use by a VM is refused (VDI_IN_USE [vdi, "destroy"]).
 func (s *Server) vdiDestroy(ctx context.Context, c *Call) (Result, error) {
 	ref := c.Ref(0)
-	r, err := s.storeGet(api.ClassVDI, ref)
-	if err != nil {
-		return nil, err
-	}
-	srRef := r.(*api.VDI).SR
-	ops := []stoOp{{api.ClassSR, srRef, string(api.StorageOperationsVDIDestroy)}, {api.ClassVDI, ref, string(api.VDIOperationsDestroy)}}
-	return nil, s.withStorageOps(ctx, ops, func() error {
-		drv, _, err := s.srDriver(srRef, true)
-		if err != nil {
-			return err
-		}
-		r, err := s.storeGet(api.ClassVDI, ref)
-		if err != nil {
-			return err
-		}
-		vdi := r.(*api.VDI)
-		if !vdi.Managed {
-			return xenapi.NewError(api.ErrVDINotManaged, string(ref))
-		}
+	return nil, s.withManagedVDI(ctx, ref, api.StorageOperationsVDIDestroy, api.VDIOperationsDestroy, func(drv storage.Driver, srRef xenapi.Ref, vdi *api.VDI) error {
 		if err := s.vdiAssertNotInUse(ref, vdi, api.VDIOperationsDestroy); err != nil {
 			return err
 		}
@@ -168,6 +150,34 @@ func (s *Server) vdiDestroy(ctx context.Context, c *Call) (Result, error) {
 			}
 			return srSetSizes(tx, srRef, stoStat(st, stErr))
 		})
+	})
+}
+
+// withManagedVDI runs fn on a managed VDI while its SR and itself are
+// marked with the operations (see withStorageOps), with the SR's driver and
+// the VDI as it is once the marks are taken.
+func (s *Server) withManagedVDI(ctx context.Context, ref xenapi.Ref, srOp api.StorageOperations, vdiOp api.VDIOperations,
+	fn func(drv storage.Driver, srRef xenapi.Ref, vdi *api.VDI) error) error {
+	r, err := s.storeGet(api.ClassVDI, ref)
+	if err != nil {
+		return err
+	}
+	srRef := r.(*api.VDI).SR
+	ops := []stoOp{{api.ClassSR, srRef, string(srOp)}, {api.ClassVDI, ref, string(vdiOp)}}
+	return s.withStorageOps(ctx, ops, func() error {
+		drv, _, err := s.srDriver(srRef, true)
+		if err != nil {
+			return err
+		}
+		r, err := s.storeGet(api.ClassVDI, ref)
+		if err != nil {
+			return err
+		}
+		vdi := r.(*api.VDI)
+		if !vdi.Managed {
+			return xenapi.NewError(api.ErrVDINotManaged, string(ref))
+		}
+		return fn(drv, srRef, vdi)
 	})
 }
 
@@ -294,25 +304,9 @@ func (s *Server) vdiCloneOrSnapshot(snapshot bool) handlerFunc {
 	}
 	return func(ctx context.Context, c *Call) (Result, error) {
 		ref := c.Ref(0)
-		r, err := s.storeGet(api.ClassVDI, ref)
-		if err != nil {
-			return nil, err
-		}
-		srRef := r.(*api.VDI).SR
 		var newRef xenapi.Ref
-		err = s.withStorageOps(ctx, []stoOp{{api.ClassSR, srRef, string(srOp)}, {api.ClassVDI, ref, string(vdiOp)}}, func() error {
-			drv, _, err := s.srDriver(srRef, true)
-			if err != nil {
-				return err
-			}
-			r, err := s.storeGet(api.ClassVDI, ref)
-			if err != nil {
-				return err
-			}
-			src := r.(*api.VDI)
-			if !src.Managed {
-				return xenapi.NewError(api.ErrVDINotManaged, string(ref))
-			}
+		err := s.withManagedVDI(ctx, ref, srOp, vdiOp, func(drv storage.Driver, srRef xenapi.Ref, src *api.VDI) error {
+			var err error
 			id := uuid.NewString()
 			var info storage.VDIInfo
 			if snapshot {
@@ -366,25 +360,7 @@ func (s *Server) vdiCloneOrSnapshot(snapshot bool) handlerFunc {
 // file SRs).
 func (s *Server) vdiResize(ctx context.Context, c *Call) (Result, error) {
 	ref, size := c.Ref(0), c.Int(1)
-	r, err := s.storeGet(api.ClassVDI, ref)
-	if err != nil {
-		return nil, err
-	}
-	srRef := r.(*api.VDI).SR
-	ops := []stoOp{{api.ClassSR, srRef, string(api.StorageOperationsVDIResize)}, {api.ClassVDI, ref, string(api.VDIOperationsResize)}}
-	return nil, s.withStorageOps(ctx, ops, func() error {
-		drv, _, err := s.srDriver(srRef, true)
-		if err != nil {
-			return err
-		}
-		r, err := s.storeGet(api.ClassVDI, ref)
-		if err != nil {
-			return err
-		}
-		vdi := r.(*api.VDI)
-		if !vdi.Managed {
-			return xenapi.NewError(api.ErrVDINotManaged, string(ref))
-		}
+	return nil, s.withManagedVDI(ctx, ref, api.StorageOperationsVDIResize, api.VDIOperationsResize, func(drv storage.Driver, srRef xenapi.Ref, vdi *api.VDI) error {
 		info, err := drv.ResizeVDI(ctx, vdi.Location, size)
 		if err != nil {
 			return storageError(err, srRef, ref)
