@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"syscall"
 )
 
@@ -188,4 +189,24 @@ func Allocated(sys any, fallback int64) int64 {
 		return st.Blocks * 512
 	}
 	return fallback
+}
+
+// ConfigDir returns the absolute directory a directory-backed SR names in
+// its device_config under the first of keys that is set; missing is the
+// SM error text for when none is.
+func ConfigDir(conf map[string]string, keys []string, missing string) (string, error) {
+	var dir string
+	for _, k := range keys {
+		if dir = conf[k]; dir != "" {
+			break
+		}
+	}
+	if dir == "" {
+		return "", Errorf(CodeLocationMissing, "%s", missing)
+	}
+	if !filepath.IsAbs(dir) {
+		return "", Errorf(CodeLocationUnusable,
+			"Unable to use the directory specified in device configuration [opterr=%q is not an absolute path]", dir)
+	}
+	return filepath.Clean(dir), nil
 }

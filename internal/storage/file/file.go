@@ -41,19 +41,12 @@ type SR struct {
 // Open binds the driver to the directory in sr.DeviceConfig["path"] (or
 // "location"), which must be absolute.
 func Open(sr storage.SR) (storage.Driver, error) {
-	dir := sr.DeviceConfig["path"]
-	if dir == "" {
-		dir = sr.DeviceConfig["location"]
+	dir, err := storage.ConfigDir(sr.DeviceConfig, []string{"path", "location"},
+		"Location parameter missing from device configuration [opterr=a file SR needs device_config:path, the directory to keep its VDIs in]")
+	if err != nil {
+		return nil, err
 	}
-	if dir == "" {
-		return nil, storage.Errorf(storage.CodeLocationMissing,
-			"Location parameter missing from device configuration [opterr=a file SR needs device_config:path, the directory to keep its VDIs in]")
-	}
-	if !filepath.IsAbs(dir) {
-		return nil, storage.Errorf(storage.CodeLocationUnusable,
-			"Unable to use the directory specified in device configuration [opterr=%q is not an absolute path]", dir)
-	}
-	return &SR{uuid: sr.UUID, dir: filepath.Clean(dir)}, nil
+	return &SR{uuid: sr.UUID, dir: dir}, nil
 }
 
 // Dir is the SR's directory.

@@ -34,19 +34,12 @@ type SR struct {
 // Open binds the driver to the directory in device_config:location (or
 // path), which must be absolute.
 func Open(sr storage.SR) (storage.Driver, error) {
-	dir := sr.DeviceConfig["location"]
-	if dir == "" {
-		dir = sr.DeviceConfig["path"]
+	dir, err := storage.ConfigDir(sr.DeviceConfig, []string{"location", "path"},
+		"ISO Config Location missing [opterr=an iso SR needs device_config:location, the directory of the ISO images]")
+	if err != nil {
+		return nil, err
 	}
-	if dir == "" {
-		return nil, storage.Errorf(storage.CodeLocationMissing,
-			"ISO Config Location missing [opterr=an iso SR needs device_config:location, the directory of the ISO images]")
-	}
-	if !filepath.IsAbs(dir) {
-		return nil, storage.Errorf(storage.CodeLocationUnusable,
-			"Unable to use the directory specified in device configuration [opterr=%q is not an absolute path]", dir)
-	}
-	return &SR{uuid: sr.UUID, dir: filepath.Clean(dir)}, nil
+	return &SR{uuid: sr.UUID, dir: dir}, nil
 }
 
 // Dir is the library's directory.
