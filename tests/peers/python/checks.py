@@ -2,6 +2,8 @@
 PASS line or raises CheckFailed, and expect_failure asserts a XenAPI error
 code (and parameters) from a call."""
 
+import sys
+import traceback
 import xmlrpc.client
 
 from os_xenapi.client import XenAPI
@@ -51,3 +53,27 @@ def expect_failure(name, fn, code, params=None):
                           % (name, code, f.faultCode, f.faultString))
     raise CheckFailed("%s: expected error %s, but the call succeeded and returned %r"
                       % (name, code, result))
+
+
+def run(fn, ok_message):
+    """Run a scenario; print OK or the first failure with its step. Returns
+    the process exit code."""
+    try:
+        fn()
+    except CheckFailed as e:
+        print("FAIL [%s] %s" % (_step[0], e), flush=True)
+        return 1
+    except XenAPI.Failure as f:
+        traceback.print_exc(file=sys.stdout)
+        print("FAIL [%s] unexpected XenAPI failure %r" % (_step[0], f.details), flush=True)
+        return 1
+    except xmlrpc.client.Fault as f:
+        traceback.print_exc(file=sys.stdout)
+        print("FAIL [%s] XML-RPC fault %s: %s" % (_step[0], f.faultCode, f.faultString), flush=True)
+        return 1
+    except Exception as e:  # transport errors, protocol errors, bad XML...
+        traceback.print_exc(file=sys.stdout)
+        print("FAIL [%s] %s: %s" % (_step[0], type(e).__name__, e), flush=True)
+        return 1
+    print(ok_message, flush=True)
+    return 0

@@ -52,7 +52,7 @@ IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 IPV6_RE = re.compile(r"^[0-9a-fA-F:]+:[0-9a-fA-F:]*$")
 
 
-from checks import NULL_REF, CheckFailed, _step, check, expect_failure, is_ref, step  # noqa: E402
+from checks import NULL_REF, CheckFailed, _step, check, expect_failure, is_ref, run, step  # noqa: E402
 
 
 def poll(what, fn, cond, timeout=POLL_TIMEOUT, interval=0.05):
@@ -426,25 +426,7 @@ def main():
         ap.error("--url and --password are required")
 
     print("python %s, os_xenapi XenAPI.py at %s" % (sys.version.split()[0], XenAPI.__file__), flush=True)
-    try:
-        scenario(a.url.rstrip("/"), a.user, a.password)
-    except CheckFailed as e:
-        print("FAIL [%s] %s" % (_step[0], e), flush=True)
-        return 1
-    except XenAPI.Failure as f:
-        traceback.print_exc(file=sys.stdout)
-        print("FAIL [%s] unexpected XenAPI failure %r" % (_step[0], f.details), flush=True)
-        return 1
-    except xmlrpc.client.Fault as f:
-        traceback.print_exc(file=sys.stdout)
-        print("FAIL [%s] XML-RPC fault %s: %s" % (_step[0], f.faultCode, f.faultString), flush=True)
-        return 1
-    except Exception as e:  # transport errors, protocol errors, bad XML...
-        traceback.print_exc(file=sys.stdout)
-        print("FAIL [%s] %s: %s" % (_step[0], type(e).__name__, e), flush=True)
-        return 1
-    print("OK: all lifecycle checks passed", flush=True)
-    return 0
+    return run(lambda: scenario(a.url.rstrip("/"), a.user, a.password), "OK: all lifecycle checks passed")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ GIB = 1024 * 1024 * 1024
 MIB = 1024 * 1024
 
 
-from checks import NULL_REF, CheckFailed, _step, check, expect_failure, is_ref, step  # noqa: E402
+from checks import NULL_REF, CheckFailed, _step, check, expect_failure, is_ref, run, step  # noqa: E402
 
 
 def raw_call(session, method, *params):
@@ -686,7 +686,7 @@ def main():
         ap.error("give exactly one of --url and --socket")
 
     print("python %s, os_xenapi XenAPI.py at %s" % (sys.version.split()[0], XenAPI.__file__), flush=True)
-    try:
+    def go():
         if a.socket:
             stock = stock_local_socket_path()
             print("note: XenAPI.xapi_local() is hard-wired to %s; using %s" % (stock, a.socket), flush=True)
@@ -697,23 +697,7 @@ def main():
         else:
             base = a.url.rstrip("/")
             scenario(lambda: XenAPI.Session(base + "/"), a.user, a.password, "http", base_url=base)
-    except CheckFailed as e:
-        print("FAIL [%s] %s" % (_step[0], e), flush=True)
-        return 1
-    except XenAPI.Failure as f:
-        traceback.print_exc(file=sys.stdout)
-        print("FAIL [%s] unexpected XenAPI failure %r" % (_step[0], f.details), flush=True)
-        return 1
-    except xmlrpc.client.Fault as f:
-        traceback.print_exc(file=sys.stdout)
-        print("FAIL [%s] XML-RPC fault %s: %s" % (_step[0], f.faultCode, f.faultString), flush=True)
-        return 1
-    except Exception as e:  # transport errors, protocol errors, bad XML...
-        traceback.print_exc(file=sys.stdout)
-        print("FAIL [%s] %s: %s" % (_step[0], type(e).__name__, e), flush=True)
-        return 1
-    print("OK: all python (%s) checks passed" % ("socket" if a.socket else "http"), flush=True)
-    return 0
+    return run(go, "OK: all python (%s) checks passed" % ("socket" if a.socket else "http"))
 
 
 if __name__ == "__main__":
