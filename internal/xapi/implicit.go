@@ -41,8 +41,8 @@ func (s *Server) implicitHandler(m *xenapi.Method) handlerFunc {
 		}
 	case "get_by_name_label":
 		return func(ctx context.Context, call *Call) (Result, error) {
-			label := call.Str(0)
-			rows := s.store.Find(c, func(r *store.Row) bool { return nameLabel(r.Rec) == label })
+			label, f := call.Str(0), c.Field("name_label")
+			rows := s.store.Find(c, func(r *store.Row) bool { return fieldValue(f, r.Rec).Str == label })
 			return refsResult(rows), nil
 		}
 	case "get_all":
@@ -86,15 +86,6 @@ func (s *Server) implicitHandler(m *xenapi.Method) handlerFunc {
 	return nil
 }
 
-func nameLabel(r xenapi.Record) string {
-	f := r.XenClass().Field("name_label")
-	if f == nil {
-		return ""
-	}
-	var b wire.Builder
-	f.Get(r, &b)
-	return b.Value().Str
-}
 
 func refResult(ref xenapi.Ref) Result {
 	return func(e wire.Encoder) { xenapi.EncRef(e, ref) }

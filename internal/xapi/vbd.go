@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/xenapi"
 )
@@ -346,7 +347,7 @@ func (s *Server) vbdSetMode(ctx context.Context, c *Call) (Result, error) {
 			return err
 		}
 		if ps := vr.(*api.VM).PowerState; ps != api.VMPowerStateHalted {
-			return xenapi.NewError(api.ErrVMBadPowerState, string(vm), "halted", lowerState(ps))
+			return xenapi.NewError(api.ErrVMBadPowerState, string(vm), "halted", domain.LowerState(ps))
 		}
 		if err := tx.Modify(api.ClassVBD, ref, func(r xenapi.Record) error {
 			r.(*api.VBD).Mode = mode
@@ -456,7 +457,7 @@ func vbdOpTable(tx *store.Tx, ref xenapi.Ref, vbd *api.VBD, expensive bool) opsT
 		if power != api.VMPowerStatePaused {
 			bad = append([]api.VBDOperations{api.VBDOperationsPause, api.VBDOperationsUnpause}, bad...)
 		}
-		t.set(xenapi.NewError(api.ErrVMBadPowerState, string(vbd.VM), "running", lowerState(power)), bad...)
+		t.set(xenapi.NewError(api.ErrVMBadPowerState, string(vbd.VM), "running", domain.LowerState(power)), bad...)
 	}
 	for _, key := range slices.Sorted(maps.Keys(vm.CurrentOperations)) {
 		switch op := vm.CurrentOperations[key]; op {

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/storage"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/xenapi"
@@ -556,7 +557,7 @@ func vdiAssertNotOnRunningVM(tx *store.Tx, vdi *api.VDI) error {
 		}
 		vm := br.(*api.VBD).VM
 		if vr, err := tx.Get(api.ClassVM, vm); err == nil && vr.(*api.VM).PowerState != api.VMPowerStateHalted {
-			return xenapi.NewError(api.ErrVMBadPowerState, string(vm), "halted", lowerState(vr.(*api.VM).PowerState))
+			return xenapi.NewError(api.ErrVMBadPowerState, string(vm), "halted", domain.LowerState(vr.(*api.VM).PowerState))
 		}
 	}
 	return nil

@@ -31,7 +31,7 @@ func (s *Server) registerVMHooks() {
 		beforeDestroy: func(tx *store.Tx, ref xenapi.Ref, rec xenapi.Record) error {
 			vm := rec.(*api.VM)
 			if vm.PowerState != api.VMPowerStateHalted && !vm.IsControlDomain && !vm.IsASnapshot {
-				return xenapi.NewError(api.ErrVMBadPowerState, string(ref), "halted", lowerState(vm.PowerState))
+				return xenapi.NewError(api.ErrVMBadPowerState, string(ref), "halted", domain.LowerState(vm.PowerState))
 			}
 			if vm.IsControlDomain {
 				return xenapi.NewError(api.ErrOperationNotAllowed, "the control domain cannot be destroyed")

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/xenapi"
 )
@@ -77,26 +78,11 @@ func (s *Server) modifyHaltedVM(ctx context.Context, ref xenapi.Ref, fn func(vm 
 		return tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
 			vm := r.(*api.VM)
 			if vm.PowerState != api.VMPowerStateHalted {
-				return xenapi.NewError(api.ErrVMBadPowerState, string(ref), "halted", lowerState(vm.PowerState))
+				return xenapi.NewError(api.ErrVMBadPowerState, string(ref), "halted", domain.LowerState(vm.PowerState))
 			}
 			return fn(vm)
 		})
 	})
-}
-
-// lowerState spells a power state as xapi's VM_BAD_POWER_STATE does.
-func lowerState(p api.VMPowerState) string {
-	switch p {
-	case api.VMPowerStateHalted:
-		return "halted"
-	case api.VMPowerStatePaused:
-		return "paused"
-	case api.VMPowerStateRunning:
-		return "running"
-	case api.VMPowerStateSuspended:
-		return "suspended"
-	}
-	return string(p)
 }
 
 // registerVMFieldSetters serves the VM setters the datamodel declares as
@@ -138,7 +124,7 @@ func (s *Server) assertHalted(ref xenapi.Ref) error {
 		return err
 	}
 	if vm := row.Rec.(*api.VM); vm.PowerState != api.VMPowerStateHalted {
-		return xenapi.NewError(api.ErrVMBadPowerState, string(ref), "halted", lowerState(vm.PowerState))
+		return xenapi.NewError(api.ErrVMBadPowerState, string(ref), "halted", domain.LowerState(vm.PowerState))
 	}
 	return nil
 }
