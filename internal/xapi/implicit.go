@@ -86,7 +86,6 @@ func (s *Server) implicitHandler(m *xenapi.Method) handlerFunc {
 	return nil
 }
 
-
 func refResult(ref xenapi.Ref) Result {
 	return func(e wire.Encoder) { xenapi.EncRef(e, ref) }
 }
