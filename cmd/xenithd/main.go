@@ -25,7 +25,6 @@ import (
 	"github.com/xenith/xenith/internal/auth"
 	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/hostinfo"
-	"github.com/xenith/xenith/internal/hypervisor/sim"
 	"github.com/xenith/xenith/internal/inventory"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/tlscert"
@@ -59,9 +58,6 @@ type options struct {
 	hypervisor   string
 	logLevel     string
 	sessionIdle  time.Duration
-	simBoot      time.Duration
-	simShutdown  time.Duration
-	simMemory    int64
 }
 
 func defaultDataDir() string {
@@ -86,10 +82,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.https, "https", ":8443", "HTTPS listen address (self-signed certificate in the data dir); empty disables")
 	fs.StringVar(&o.socket, "socket", "", "unix socket for local XenAPI clients, trusted as root (default /var/lib/xcp/xapi as root, else DATA/xapi.sock); \"none\" disables")
 	fs.StringVar(&o.rootPassword, "root-password", os.Getenv("XENITH_ROOT_PASSWORD"), "set root's password (default $XENITH_ROOT_PASSWORD; generated at first start if neither)")
-	fs.StringVar(&o.hypervisor, "hypervisor", "sim", "hypervisor driver: sim")
-	fs.DurationVar(&o.simBoot, "sim-boot-time", 2*time.Second, "sim: time from start to a booted guest (guest agent reports)")
-	fs.DurationVar(&o.simShutdown, "sim-shutdown-time", time.Second, "sim: time a guest takes to obey a clean shutdown or reboot")
-	fs.Int64Var(&o.simMemory, "sim-memory", 0, "sim: host memory in bytes (default: this machine's)")
+	fs.StringVar(&o.hypervisor, "hypervisor", "sim", "hypervisor driver: "+strings.Join(driverNames(), ", "))
+	for _, d := range drivers {
+		if d.flags != nil {
+			d.flags(fs)
+		}
+	}
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.sessionIdle, "session-idle", 24*time.Hour, "idle time after which a session expires")
 	if err := fs.Parse(args); err != nil {
@@ -108,8 +106,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.socket == "none" {
 		o.socket = ""
 	}
-	if o.hypervisor != "sim" {
-		return o, fmt.Errorf("--hypervisor %q: only \"sim\" is available in this build", o.hypervisor)
+	if _, ok := drivers[o.hypervisor]; !ok {
+		return o, fmt.Errorf("--hypervisor %q: available drivers are %s", o.hypervisor, strings.Join(driverNames(), ", "))
 	}
 	return o, nil
 }
@@ -157,7 +155,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// Loading the database leaves garbage behind; hand it back to the OS
 	// now rather than whenever the runtime gets to it.
 	debug.FreeOSMemory()
-	drv, err := openDriver(o, info)
+	drv, err := drivers[o.hypervisor].open(o, info)
 	if err != nil {
 		return err
 	}
@@ -238,23 +236,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	wg.Wait()
 	return nil
-}
-
-// openDriver starts the hypervisor driver. The simulator models this
-// machine unless told otherwise, and keeps its domains in DATA/sim so they
-// outlive xenithd like real domains do.
-func openDriver(o options, info hostinfo.Info) (*sim.Driver, error) {
-	mem := o.simMemory
-	if mem <= 0 {
-		mem = info.MemoryTotal
-	}
-	return sim.New(sim.Options{
-		StateDir:     filepath.Join(o.data, "sim"),
-		TotalMemory:  mem,
-		CPUs:         max(info.CPUCount, 1),
-		BootTime:     o.simBoot,
-		ShutdownTime: o.simShutdown,
-	})
 }
 
 func listenUnix(path string) (net.Listener, error) {
