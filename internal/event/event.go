@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/xenith/xenith/internal/store"
@@ -39,12 +40,16 @@ type Filter struct {
 type Hub struct {
 	st      *store.Store
 	byLower map[string]*xenapi.Class
+
+	mu       sync.Mutex
+	cache    map[batchKey]*Batch // batches of generation cacheGen
+	cacheGen uint64
 }
 
 // NewHub returns a hub over st; classes are the stored classes clients may
 // subscribe to.
 func NewHub(st *store.Store, classes []*xenapi.Class) *Hub {
-	h := &Hub{st: st, byLower: make(map[string]*xenapi.Class)}
+	h := &Hub{st: st, byLower: make(map[string]*xenapi.Class), cache: make(map[batchKey]*Batch)}
 	for _, c := range classes {
 		if c.Stored {
 			h.byLower[strings.ToLower(c.Name)] = c
@@ -176,33 +181,117 @@ func (h *Hub) Snapshot(f Filter) ([]Event, uint64) {
 	return out, gen
 }
 
+// Batch is what event.from answers: the changes a filter selects after a
+// token, up to Gen. Waiters woken by the same commit with the same token and
+// filter share one Batch, so a thousand of them cost one read of the change
+// log and, through Memo, one encoding of the answer.
+type Batch struct {
+	Events []Event
+	Gen    uint64
+	Lost   bool
+
+	once   sync.Once
+	memoMu sync.Mutex
+	memo   any
+}
+
+// Memo returns the value make produced for this batch, calling it once.
+func (b *Batch) Memo(make func(*Batch) any) any {
+	b.memoMu.Lock()
+	defer b.memoMu.Unlock()
+	if b.memo == nil {
+		b.memo = make(b)
+	}
+	return b.memo
+}
+
+type batchKey struct {
+	since, gen uint64
+	filter     string
+	coalesce   bool
+}
+
+// maxBatches bounds the batch cache between two commits; past it the cache
+// starts over (only sharing is lost).
+const maxBatches = 1024
+
+// key renders the filter canonically, so equal subscriptions share batches.
+func (f Filter) key() string {
+	if f.all {
+		return "*"
+	}
+	parts := make([]string, 0, len(f.classes)+len(f.objects))
+	for c := range f.classes {
+		parts = append(parts, c.Lower)
+	}
+	for r, c := range f.objects {
+		parts = append(parts, c.Lower+"/"+string(r))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// batch returns the shared batch for (since, the current generation, f).
+func (h *Hub) batch(f Filter, fkey string, since, gen uint64, coalesce bool) *Batch {
+	k := batchKey{since: since, gen: gen, filter: fkey, coalesce: coalesce}
+	h.mu.Lock()
+	if gen > h.cacheGen || len(h.cache) >= maxBatches {
+		// Answers of older generations are no longer asked for by waiters
+		// that were woken; start over.
+		clear(h.cache)
+		h.cacheGen = max(h.cacheGen, gen)
+	}
+	b := h.cache[k]
+	if b == nil {
+		b = &Batch{}
+		if gen == h.cacheGen {
+			h.cache[k] = b
+		}
+	}
+	h.mu.Unlock()
+	b.once.Do(func() {
+		changes, g, ok := h.st.Changes(since)
+		b.Gen = g
+		if !ok {
+			b.Lost = true
+			return
+		}
+		b.Events = collect(f, changes, coalesce)
+	})
+	return b
+}
+
 // Wait blocks until the filter has changes after since, the timeout passes,
 // ctx ends or done closes. It returns the changes (coalesced per object when
 // coalesce is set: the newest record wins, an add followed by a del
-// disappears) and the generation the caller has now seen.
-func (h *Hub) Wait(ctx context.Context, f Filter, since uint64, timeout time.Duration, done <-chan struct{}, coalesce bool) ([]Event, uint64, error) {
+// disappears) and the generation the caller has now seen. On timeout the
+// batch is empty.
+func (h *Hub) Wait(ctx context.Context, f Filter, since uint64, timeout time.Duration, done <-chan struct{}, coalesce bool) (*Batch, error) {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	fkey := f.key()
 	for {
 		// Take the wake-up channel before reading, so a commit between the
 		// read and the wait is not missed.
 		wake := h.st.Wait()
-		changes, gen, ok := h.st.Changes(since)
-		if !ok {
-			return nil, gen, ErrLost
+		if gen := h.st.Generation(); gen != since {
+			b := h.batch(f, fkey, since, gen, coalesce)
+			if b.Lost {
+				return b, ErrLost
+			}
+			if len(b.Events) > 0 {
+				return b, nil
+			}
+			since = b.Gen
 		}
-		if evs := collect(f, changes, coalesce); len(evs) > 0 {
-			return evs, gen, nil
-		}
-		since = gen
 		select {
 		case <-wake:
 		case <-timer.C:
-			return nil, since, nil
+			return &Batch{Gen: since}, nil
 		case <-ctx.Done():
-			return nil, since, ctx.Err()
+			return &Batch{Gen: since}, ctx.Err()
 		case <-done:
-			return nil, since, ErrClosed
+			return &Batch{Gen: since}, ErrClosed
 		}
 	}
 }

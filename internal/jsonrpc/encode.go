@@ -260,3 +260,18 @@ func special8(x uint64) bool {
 	b = (b - ones) &^ b
 	return (lt|q|b|x)&highs != 0
 }
+
+// Codec, Scratch and Splice make the Encoder a wire.Splicer.
+func (e *Encoder) Codec() string { return "jsonrpc" }
+
+func (e *Encoder) Scratch() interface {
+	wire.Encoder
+	Bytes() []byte
+} {
+	return &Encoder{}
+}
+
+func (e *Encoder) Splice(encoded []byte) {
+	e.sep()
+	e.buf = append(e.buf, encoded...)
+}

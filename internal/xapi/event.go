@@ -80,22 +80,32 @@ func (s *Server) eventFrom(ctx context.Context, c *Call) (Result, error) {
 	if err != nil {
 		return nil, xenapi.NewError(api.ErrInvalidValue, "token", c.Str(1))
 	}
-	var evs []event.Event
-	var gen uint64
 	if fromStart {
-		evs, gen = s.events.Snapshot(filter)
-	} else {
-		evs, gen, err = s.events.Wait(ctx, filter, since, waitDuration(c.Float(2)), c.Session.done, true)
-		switch {
-		case errors.Is(err, event.ErrLost):
-			return nil, xenapi.NewError(api.ErrEventsLost)
-		case errors.Is(err, event.ErrClosed):
-			return nil, xenapi.NewError(api.ErrSessionInvalid, string(c.Session.Ref))
-		case err != nil:
-			return nil, err
-		}
+		evs, gen := s.events.Snapshot(filter)
+		return fromAnswer(evs, gen, s.store.Counts()), nil
 	}
-	counts := s.store.Counts()
+	b, err := s.events.Wait(ctx, filter, since, waitDuration(c.Float(2)), c.Session.done, true)
+	switch {
+	case errors.Is(err, event.ErrLost):
+		return nil, xenapi.NewError(api.ErrEventsLost)
+	case errors.Is(err, event.ErrClosed):
+		return nil, xenapi.NewError(api.ErrSessionInvalid, string(c.Session.Ref))
+	case err != nil:
+		return nil, err
+	}
+	if len(b.Events) == 0 {
+		return fromAnswer(nil, b.Gen, s.store.Counts()), nil
+	}
+	// Every waiter woken by this commit with this token and filter gets
+	// the same answer: encode it once per codec and splice the bytes.
+	shared := b.Memo(func(b *event.Batch) any {
+		return wire.NewShared(fromAnswer(b.Events, b.Gen, s.store.Counts()))
+	}).(*wire.Shared)
+	return shared.Encode, nil
+}
+
+// fromAnswer writes event.from's result struct.
+func fromAnswer(evs []event.Event, gen uint64, counts map[*xenapi.Class]int) Result {
 	token := event.FormatToken(gen)
 	return func(e wire.Encoder) {
 		e.BeginStruct()
@@ -106,7 +116,7 @@ func (s *Server) eventFrom(ctx context.Context, c *Call) (Result, error) {
 		e.Member("token")
 		e.String(token)
 		e.EndStruct()
-	}, nil
+	}
 }
 
 func encodeEvents(e wire.Encoder, evs []event.Event) {

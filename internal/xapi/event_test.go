@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -292,5 +293,77 @@ func TestEventTokenAcrossRestart(t *testing.T) {
 	}
 	if b.token <= cur {
 		t.Fatalf("token after restart %q is not after %q", b.token, cur)
+	}
+}
+
+// Waiters woken by one commit share one encoded answer per codec; each must
+// still get a complete, correct answer in its own protocol, and waiters on
+// other filters or tokens must not get theirs.
+func TestEventFromSharedAnswers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	ctx := context.Background()
+	w := e.login(t, client.JSONRPC, "root", "pw")
+	vm, _ := w.Do(ctx, "VM.create", vmRecord("shared"))
+	start, _ := eventFrom(t, w, []string{"vm"}, "", 0)
+
+	type result struct {
+		name string
+		b    batch
+		err  error
+	}
+	results := make(chan result, 64)
+	var waiters []func()
+	for _, pc := range protocols {
+		s := e.login(t, pc.p, "root", "pw")
+		for i := range 10 {
+			classes := []string{"vm"}
+			if i%5 == 4 {
+				classes = []string{"VM"} // same subscription, other spelling
+			}
+			name := pc.name + "/vm"
+			waiters = append(waiters, func() {
+				b, err := eventFrom(t, s, classes, start.token, 30)
+				results <- result{name, b, err}
+			})
+		}
+		waiters = append(waiters, func() {
+			b, err := eventFrom(t, s, []string{"vm", "network"}, start.token, 0.5)
+			results <- result{pc.name + "/vm+network", b, err}
+		})
+		waiters = append(waiters, func() {
+			b, err := eventFrom(t, s, []string{"pool"}, start.token, 0.5)
+			results <- result{pc.name + "/pool", b, err}
+		})
+	}
+	for _, f := range waiters {
+		go f()
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := w.Do(ctx, "VM.set_name_label", vm, wire.String("renamed")); err != nil {
+		t.Fatal(err)
+	}
+	for range waiters {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("%s: %v", r.name, r.err)
+		}
+		if r.b.token <= start.token || !r.b.countsAreInts || r.b.counts["vm"] == "" {
+			t.Fatalf("%s: token %q after %q, counts %v", r.name, r.b.token, start.token, r.b.counts)
+		}
+		if strings.HasSuffix(r.name, "/pool") {
+			if len(r.b.events) != 0 {
+				t.Fatalf("%s: got %d events of another class", r.name, len(r.b.events))
+			}
+			continue
+		}
+		if len(r.b.events) != 1 {
+			t.Fatalf("%s: %d events", r.name, len(r.b.events))
+		}
+		ev := r.b.events[0]
+		snap, _ := ev.Field("snapshot")
+		if field(ev, "ref") != vm.Str || field(ev, "class") != "vm" || field(snap, "name_label") != "renamed" {
+			t.Fatalf("%s: wrong event %v", r.name, ev)
+		}
 	}
 }

@@ -20,7 +20,9 @@ import (
 // (VM.create with a full record, blob uploads go elsewhere) are far below.
 const MaxBodyBytes = 16 << 20
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+// Small to start: a thousand event.from waiters answered at once each hold
+// two of these; big answers grow theirs and the pool keeps it.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
@@ -109,7 +111,7 @@ const streamChunk = 256 << 10
 // drainer is an encoder whose output so far can be taken without losing
 // its place in the value (xmlrpc.Encoder, jsonrpc.Encoder).
 type drainer interface {
-	wire.Encoder
+	wire.Splicer
 	Bytes() []byte
 	Drain(dst []byte) []byte
 }

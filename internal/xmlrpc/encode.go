@@ -381,3 +381,22 @@ func appendTextFrom(b []byte, s string, i int) []byte {
 	}
 	return append(b, s[last:]...)
 }
+
+// Codec, Scratch and Splice make the Encoder a wire.Splicer.
+func (e *Encoder) Codec() string { return "xmlrpc" }
+
+func (e *Encoder) Scratch() interface {
+	wire.Encoder
+	Bytes() []byte
+} {
+	return &Encoder{}
+}
+
+// Splice inserts a complete <value> element, closing the member around it
+// when inside a struct, as endValue does.
+func (e *Encoder) Splice(encoded []byte) {
+	e.buf = append(e.buf, encoded...)
+	if e.inStruct() {
+		e.buf = append(e.buf, "</member>"...)
+	}
+}
