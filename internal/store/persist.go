@@ -35,9 +35,14 @@ type persister struct {
 	written  int                        // bytes written since pages were last released
 }
 
-// releaseEvery is how many bytes of records are written between two
-// releases of the database's mapped pages.
-const releaseEvery = 32 << 20
+// Writes fault in database pages (B+tree descents to random leaves) that
+// stay mapped, so the pages are released again: once writing has paused for
+// releaseIdle, and every releaseEvery bytes during a long burst. A daemon's
+// resident memory then tracks its objects, not its file.
+const (
+	releaseEvery = 16 << 20
+	releaseIdle  = 250 * time.Millisecond
+)
 
 var metaBucket = []byte("_meta")
 var genKey = []byte("generation")
@@ -191,14 +196,24 @@ func (p *persister) enqueue(changes []Change) <-chan error {
 
 func (p *persister) run() {
 	defer close(p.stopped)
+	idle := time.NewTimer(releaseIdle)
+	idle.Stop()
 	for {
 		select {
 		case <-p.kick:
+		case <-idle.C:
+			if p.written > 0 {
+				p.written = 0
+				p.releaseMappedPages()
+			}
+			continue
 		case <-p.stop:
+			idle.Stop()
 			p.flush()
 			return
 		}
 		p.flush()
+		idle.Reset(releaseIdle)
 	}
 }
 
@@ -241,9 +256,6 @@ func (p *persister) flush() {
 	for _, w := range waiters {
 		w <- err
 	}
-	// Writes fault in database pages that stay mapped; drop them now and
-	// then so a long-lived daemon's resident memory tracks its objects,
-	// not the file.
 	if p.written > releaseEvery {
 		p.written = 0
 		p.releaseMappedPages()

@@ -387,6 +387,10 @@ type pending struct {
 	rec     xenapi.Record // nil: deleted
 	created bool
 	old     xenapi.Record // the published record before this tx, nil if new
+	// private: rec is a copy adjust made in this transaction, which it may
+	// change again in place (a transaction adding a hundred VDIs to an SR
+	// then copies the SR's VDI set once, not a hundred times).
+	private bool
 }
 
 // Tx is a write transaction; it is only valid inside Update's fn.
@@ -619,6 +623,13 @@ func (tx *Tx) adjust(b binding, target, member xenapi.Ref, add bool) {
 	if has == add {
 		return
 	}
+	k := key{b.to, target}
+	if p := tx.pending[k]; p != nil && p.private && add {
+		// The set is this transaction's own copy: append grows it in
+		// amortised constant time.
+		b.toField.SetRefs(p.rec, append(refs, member))
+		return
+	}
 	var next []xenapi.Ref
 	if add {
 		next = append(append(make([]xenapi.Ref, 0, len(refs)+1), refs...), member)
@@ -631,8 +642,7 @@ func (tx *Tx) adjust(b binding, target, member xenapi.Ref, add bool) {
 	}
 	clone := cur.Clone()
 	b.toField.SetRefs(clone, next)
-	k := key{b.to, target}
-	p := &pending{rec: clone, old: tx.published(k)}
+	p := &pending{rec: clone, old: tx.published(k), private: true}
 	if prev, ok := tx.pending[k]; ok {
 		p.created = prev.created
 	}

@@ -11,7 +11,8 @@
 //
 // VmRSS includes the pages of the bbolt file mapped into the process
 // (RssFile / RssShmem on tmpfs); the anonymous part (RssAnon) is the Go heap
-// and runtime. Both are printed. "after GC" is right after runtime.GC();
+// and runtime. Both are printed. Each sample is taken at rest, a second after
+// the work (see atRest). "after GC" is right after runtime.GC();
 // "after FreeOSMemory" is once the runtime has returned freed pages to the
 // OS, which it otherwise does gradually in the background.
 //
@@ -48,7 +49,13 @@ type mem struct {
 	Sys                    int64 // bytes obtained from the OS by the runtime
 }
 
+// atRest is how long a sample waits first, so that it sees the process as a
+// daemon at rest after the work: the store releases the database pages its
+// writes mapped once writing pauses.
+const atRest = time.Second
+
 func sample(free bool) mem {
+	time.Sleep(atRest)
 	runtime.GC()
 	if free {
 		debug.FreeOSMemory()
