@@ -61,41 +61,41 @@ func newVMSet(i int, in Infra, now time.Time) vmSet {
 	vm.MemoryStaticMax, vm.MemoryDynamicMax, vm.MemoryTarget = 4*gib, 4*gib, 4*gib
 	vm.MemoryDynamicMin, vm.MemoryStaticMin = 2*gib, gib/2
 	vm.VCPUsMax, vm.VCPUsAtStartup = 4, 2
-	vm.VCPUsParams = map[string]string{"weight": "256", "cap": "0"}
+	vm.VCPUsParams = xenapi.MapOf(map[string]string{"weight": "256", "cap": "0"})
 	vm.ActionsAfterShutdown = api.OnNormalExitDestroy
 	vm.ActionsAfterReboot = api.OnNormalExitRestart
 	vm.ActionsAfterCrash = api.OnCrashBehaviourRestart
 	vm.HVMBootPolicy = "BIOS order"
-	vm.HVMBootParams = map[string]string{"order": "cdn", "firmware": "uefi"}
-	vm.Platform = map[string]string{
+	vm.HVMBootParams = xenapi.MapOf(map[string]string{"order": "cdn", "firmware": "uefi"})
+	vm.Platform = xenapi.MapOf(map[string]string{
 		"timeoffset": "0", "videoram": "8", "hpet": "true", "secureboot": "false", "device-model": "qemu-upstream-uefi",
 		"apic": "true", "device_id": "0001", "vga": "std", "nx": "true", "pae": "true", "viridian": "false", "acpi": "1",
 		"cores-per-socket": "2",
-	}
-	vm.OtherConfig = map[string]string{
+	})
+	vm.OtherConfig = xenapi.MapOf(map[string]string{
 		"base_template_name": "Debian Bookworm 12",
 		"import_task":        "OpaqueRef:" + uuid.NewString(),
 		"mac_seed":           uuid.NewString(),
 		"install-methods":    "cdrom,nfs,http,ftp",
 		"linux_template":     "true",
 		"xo:resource_set":    "null",
-	}
+	})
 	vm.Recommendations = `<restrictions><restriction field="memory-static-max" max="1649267441664"/>` +
 		`<restriction field="vcpus-max" max="32"/><restriction field="has-vendor-device" value="false"/>` +
 		`<restriction field="allow-gpu-passthrough" value="1"/><restriction field="allow-vgpu" value="1"/>` +
 		`<restriction field="allow-vtpm" value="1"/><restriction max="255" property="number-of-vbds"/>` +
 		`<restriction max="7" property="number-of-vifs"/></restrictions>`
-	vm.BIOSStrings = map[string]string{
+	vm.BIOSStrings = xenapi.MapOf(map[string]string{
 		"bios-vendor": "Xen", "bios-version": "", "system-manufacturer": "Xen", "system-product-name": "HVM domU",
 		"system-version": "", "system-serial-number": "", "baseboard-manufacturer": "", "baseboard-product-name": "",
 		"baseboard-version": "", "baseboard-serial-number": "", "baseboard-asset-tag": "", "baseboard-location-in-chassis": "",
 		"enclosure-asset-tag": "", "hp-rombios": "", "oem-1": "Xen", "oem-2": "MS_VM_CERT/SHA1/bdbeb6e0a816d43fa6d3fe8aaef04c2bad9d3e3d",
-	}
+	})
 	vm.Tags = []string{"web", "production"}
 	vm.HardwarePlatformVersion = 2
 	vm.DomainType = api.DomainTypeHVM
 	vm.GenerationID = "0:0"
-	vm.NVRAM = map[string]string{"EFI-variables": "AAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+	vm.NVRAM = xenapi.MapOf(map[string]string{"EFI-variables": "AAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="})
 
 	m := api.NewVMMetrics()
 	m.UUID = uuid.NewString()
@@ -111,16 +111,16 @@ func newVMSet(i int, in Infra, now time.Time) vmSet {
 		vm.ResidentOn = in.Host
 		vm.Domid = int64(i + 1)
 		vm.AllowedOperations = slices.Clone(runningOps)
-		vm.LastBootCPUFlags = map[string]string{"vendor": "AuthenticAMD",
-			"features": "1fcbfbff-f6f83203-2e500800-040001f3-0000000f-f1bf07a9-00405f4e-00000000-711ed005-10000010"}
+		vm.LastBootCPUFlags = xenapi.MapOf(map[string]string{"vendor": "AuthenticAMD",
+			"features": "1fcbfbff-f6f83203-2e500800-040001f3-0000000f-f1bf07a9-00405f4e-00000000-711ed005-10000010"})
 		vm.LastBootedRecord = ""
 		m.StartTime = now.Add(-time.Duration(i) * time.Minute)
 		m.LastUpdated = now
 		m.State = []string{}
 		m.HVM = true
 		m.CurrentDomainType = api.DomainTypeHVM
-		m.VCPUsUtilisation = map[int64]float64{0: 0.021, 1: 0.013}
-		m.VCPUsCPU = map[int64]int64{0: 1, 1: 0}
+		m.VCPUsUtilisation = xenapi.MapOf(map[int64]float64{0: 0.021, 1: 0.013})
+		m.VCPUsCPU = xenapi.MapOf(map[int64]int64{0: 1, 1: 0})
 	} else {
 		vm.PowerState = api.VMPowerStateHalted
 		vm.Domid = -1
@@ -142,8 +142,8 @@ func newVMSet(i int, in Infra, now time.Time) vmSet {
 		}
 		vdi.Location = vdi.UUID
 		vdi.Managed = true
-		vdi.SMConfig = map[string]string{"vdi_type": "vhd", "host_OpaqueRef:" + string(in.Host): "RW"}
-		vdi.OtherConfig = map[string]string{"content_id": uuid.NewString()}
+		vdi.SMConfig = xenapi.MapOf(map[string]string{"vdi_type": "vhd", "host_OpaqueRef:" + string(in.Host): "RW"})
+		vdi.OtherConfig = xenapi.MapOf(map[string]string{"content_id": uuid.NewString()})
 		vdi.AllowedOperations = []api.VDIOperations{api.VDIOperationsClone, api.VDIOperationsCopy,
 			api.VDIOperationsSnapshot, api.VDIOperationsMirror, api.VDIOperationsEnableCbt}
 		vdi.SnapshotTime = xenapi.Epoch
@@ -158,7 +158,7 @@ func newVMSet(i int, in Infra, now time.Time) vmSet {
 		vbd.Mode = api.VBDModeRW
 		vbd.Type = api.VBDTypeDisk
 		vbd.Unpluggable = true
-		vbd.OtherConfig = map[string]string{"owner": "true"}
+		vbd.OtherConfig = xenapi.MapOf(map[string]string{"owner": "true"})
 		vbd.QosSupportedAlgorithms = []string{}
 		if running {
 			vbd.CurrentlyAttached = true
@@ -178,7 +178,7 @@ func newVMSet(i int, in Infra, now time.Time) vmSet {
 	vif.MTU = 1500
 	vif.MACAutogenerated = true
 	vif.LockingMode = api.VIFLockingModeNetworkDefault
-	vif.OtherConfig = map[string]string{}
+	vif.OtherConfig = xenapi.MapOf(map[string]string{})
 	if running {
 		vif.CurrentlyAttached = true
 		vif.AllowedOperations = []api.VIFOperations{api.VIFOperationsAttach, api.VIFOperationsUnplug}

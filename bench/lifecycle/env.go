@@ -195,16 +195,16 @@ func NewHaltedVM(i int, now time.Time) (*api.VM, *api.VMMetrics) {
 	vm.MemoryStaticMax, vm.MemoryDynamicMax, vm.MemoryTarget = VMMemory, VMMemory, VMMemory
 	vm.MemoryDynamicMin, vm.MemoryStaticMin = VMMemory, VMMemory/2
 	vm.VCPUsMax, vm.VCPUsAtStartup = 2, 1
-	vm.VCPUsParams = map[string]string{"weight": "256"}
+	vm.VCPUsParams = xenapi.MapOf(map[string]string{"weight": "256"})
 	vm.ActionsAfterShutdown = api.OnNormalExitDestroy
 	vm.ActionsAfterReboot = api.OnNormalExitRestart
 	vm.ActionsAfterCrash = api.OnCrashBehaviourRestart
 	vm.HVMBootPolicy = "BIOS order"
-	vm.HVMBootParams = map[string]string{"order": "cdn", "firmware": "uefi"}
-	vm.Platform = map[string]string{"videoram": "8", "hpet": "true", "device-model": "qemu-upstream-uefi",
-		"apic": "true", "vga": "std", "nx": "true", "pae": "true", "viridian": "false", "acpi": "1", "cores-per-socket": "1"}
-	vm.OtherConfig = map[string]string{"base_template_name": "Debian Bookworm 12", "mac_seed": uuid.NewString(),
-		"install-methods": "cdrom,nfs,http,ftp", "linux_template": "true"}
+	vm.HVMBootParams = xenapi.MapOf(map[string]string{"order": "cdn", "firmware": "uefi"})
+	vm.Platform = xenapi.MapOf(map[string]string{"videoram": "8", "hpet": "true", "device-model": "qemu-upstream-uefi",
+		"apic": "true", "vga": "std", "nx": "true", "pae": "true", "viridian": "false", "acpi": "1", "cores-per-socket": "1"})
+	vm.OtherConfig = xenapi.MapOf(map[string]string{"base_template_name": "Debian Bookworm 12", "mac_seed": uuid.NewString(),
+		"install-methods": "cdrom,nfs,http,ftp", "linux_template": "true"})
 	vm.Tags = []string{"web"}
 	vm.HardwarePlatformVersion = 2
 	vm.DomainType = api.DomainTypeHVM

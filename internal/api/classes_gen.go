@@ -11,22 +11,22 @@ import (
 
 // Session is a record of the XenAPI class session.
 type Session struct {
-	UUID              string            // uuid
-	ThisHost          xenapi.Ref        // this_host
-	ThisUser          xenapi.Ref        // this_user
-	LastActive        time.Time         // last_active
-	Pool              bool              // pool
-	OtherConfig       map[string]string // other_config
-	IsLocalSuperuser  bool              // is_local_superuser
-	Subject           xenapi.Ref        // subject
-	ValidationTime    time.Time         // validation_time
-	AuthUserSID       string            // auth_user_sid
-	AuthUserName      string            // auth_user_name
-	RBACPermissions   []string          // rbac_permissions
-	Tasks             []xenapi.Ref      // tasks
-	Parent            xenapi.Ref        // parent
-	Originator        string            // originator
-	ClientCertificate bool              // client_certificate
+	UUID              string                     // uuid
+	ThisHost          xenapi.Ref                 // this_host
+	ThisUser          xenapi.Ref                 // this_user
+	LastActive        time.Time                  // last_active
+	Pool              bool                       // pool
+	OtherConfig       xenapi.Map[string, string] // other_config
+	IsLocalSuperuser  bool                       // is_local_superuser
+	Subject           xenapi.Ref                 // subject
+	ValidationTime    time.Time                  // validation_time
+	AuthUserSID       string                     // auth_user_sid
+	AuthUserName      string                     // auth_user_name
+	RBACPermissions   []string                   // rbac_permissions
+	Tasks             []xenapi.Ref               // tasks
+	Parent            xenapi.Ref                 // parent
+	Originator        string                     // originator
+	ClientCertificate bool                       // client_certificate
 }
 
 // NewSession returns a record holding the schema's defaults.
@@ -272,10 +272,10 @@ var ClassSession = &xenapi.Class{
 
 // Subject is a record of the XenAPI class subject.
 type Subject struct {
-	UUID              string            // uuid
-	SubjectIdentifier string            // subject_identifier
-	OtherConfig       map[string]string // other_config
-	Roles             []xenapi.Ref      // roles
+	UUID              string                     // uuid
+	SubjectIdentifier string                     // subject_identifier
+	OtherConfig       xenapi.Map[string, string] // other_config
+	Roles             []xenapi.Ref               // roles
 }
 
 // NewSubject returns a record holding the schema's defaults.
@@ -469,23 +469,23 @@ var ClassRole = &xenapi.Class{
 
 // Task is a record of the XenAPI class task.
 type Task struct {
-	UUID              string                           // uuid
-	NameLabel         string                           // name_label
-	NameDescription   string                           // name_description
-	AllowedOperations []TaskAllowedOperations          // allowed_operations
-	CurrentOperations map[string]TaskAllowedOperations // current_operations
-	Created           time.Time                        // created
-	Finished          time.Time                        // finished
-	Status            TaskStatusType                   // status
-	ResidentOn        xenapi.Ref                       // resident_on
-	Progress          float64                          // progress
-	Type              string                           // type
-	Result            string                           // result
-	ErrorInfo         []string                         // error_info
-	OtherConfig       map[string]string                // other_config
-	SubtaskOf         xenapi.Ref                       // subtask_of
-	Subtasks          []xenapi.Ref                     // subtasks
-	Backtrace         string                           // backtrace
+	UUID              string                                    // uuid
+	NameLabel         string                                    // name_label
+	NameDescription   string                                    // name_description
+	AllowedOperations []TaskAllowedOperations                   // allowed_operations
+	CurrentOperations xenapi.Map[string, TaskAllowedOperations] // current_operations
+	Created           time.Time                                 // created
+	Finished          time.Time                                 // finished
+	Status            TaskStatusType                            // status
+	ResidentOn        xenapi.Ref                                // resident_on
+	Progress          float64                                   // progress
+	Type              string                                    // type
+	Result            string                                    // result
+	ErrorInfo         []string                                  // error_info
+	OtherConfig       xenapi.Map[string, string]                // other_config
+	SubtaskOf         xenapi.Ref                                // subtask_of
+	Subtasks          []xenapi.Ref                              // subtasks
+	Backtrace         string                                    // backtrace
 }
 
 // NewTask returns a record holding the schema's defaults.
@@ -828,63 +828,63 @@ var ClassEvent = &xenapi.Class{
 
 // Pool is a record of the XenAPI class pool.
 type Pool struct {
-	UUID                         string                           // uuid
-	NameLabel                    string                           // name_label
-	NameDescription              string                           // name_description
-	Master                       xenapi.Ref                       // master
-	DefaultSR                    xenapi.Ref                       // default_SR
-	SuspendImageSR               xenapi.Ref                       // suspend_image_SR
-	CrashDumpSR                  xenapi.Ref                       // crash_dump_SR
-	OtherConfig                  map[string]string                // other_config
-	HAEnabled                    bool                             // ha_enabled
-	HAConfiguration              map[string]string                // ha_configuration
-	HAStatefiles                 []string                         // ha_statefiles
-	HAHostFailuresToTolerate     int64                            // ha_host_failures_to_tolerate
-	HAPlanExistsFor              int64                            // ha_plan_exists_for
-	HAAllowOvercommit            bool                             // ha_allow_overcommit
-	HAOvercommitted              bool                             // ha_overcommitted
-	Blobs                        map[string]xenapi.Ref            // blobs
-	Tags                         []string                         // tags
-	GuiConfig                    map[string]string                // gui_config
-	HealthCheckConfig            map[string]string                // health_check_config
-	WLBURL                       string                           // wlb_url
-	WLBUsername                  string                           // wlb_username
-	WLBEnabled                   bool                             // wlb_enabled
-	WLBVerifyCert                bool                             // wlb_verify_cert
-	RedoLogEnabled               bool                             // redo_log_enabled
-	RedoLogVDI                   xenapi.Ref                       // redo_log_vdi
-	VswitchController            string                           // vswitch_controller
-	Restrictions                 map[string]string                // restrictions
-	MetadataVDIs                 []xenapi.Ref                     // metadata_VDIs
-	HAClusterStack               string                           // ha_cluster_stack
-	AllowedOperations            []PoolAllowedOperations          // allowed_operations
-	CurrentOperations            map[string]PoolAllowedOperations // current_operations
-	GuestAgentConfig             map[string]string                // guest_agent_config
-	CPUInfo                      map[string]string                // cpu_info
-	PolicyNoVendorDevice         bool                             // policy_no_vendor_device
-	LivePatchingDisabled         bool                             // live_patching_disabled
-	IGMPSnoopingEnabled          bool                             // igmp_snooping_enabled
-	UEFICertificates             string                           // uefi_certificates
-	CustomUEFICertificates       string                           // custom_uefi_certificates
-	IsPSRPending                 bool                             // is_psr_pending
-	TLSVerificationEnabled       bool                             // tls_verification_enabled
-	Repositories                 []xenapi.Ref                     // repositories
-	ClientCertificateAuthEnabled bool                             // client_certificate_auth_enabled
-	ClientCertificateAuthName    string                           // client_certificate_auth_name
-	RepositoryProxyURL           string                           // repository_proxy_url
-	RepositoryProxyUsername      string                           // repository_proxy_username
-	RepositoryProxyPassword      xenapi.Ref                       // repository_proxy_password
-	MigrationCompression         bool                             // migration_compression
-	CoordinatorBias              bool                             // coordinator_bias
-	LocalAuthMaxThreads          int64                            // local_auth_max_threads
-	ExtAuthMaxThreads            int64                            // ext_auth_max_threads
-	TelemetryUUID                xenapi.Ref                       // telemetry_uuid
-	TelemetryFrequency           TelemetryFrequency               // telemetry_frequency
-	TelemetryNextCollection      time.Time                        // telemetry_next_collection
-	LastUpdateSync               time.Time                        // last_update_sync
-	UpdateSyncFrequency          UpdateSyncFrequency              // update_sync_frequency
-	UpdateSyncDay                int64                            // update_sync_day
-	UpdateSyncEnabled            bool                             // update_sync_enabled
+	UUID                         string                                    // uuid
+	NameLabel                    string                                    // name_label
+	NameDescription              string                                    // name_description
+	Master                       xenapi.Ref                                // master
+	DefaultSR                    xenapi.Ref                                // default_SR
+	SuspendImageSR               xenapi.Ref                                // suspend_image_SR
+	CrashDumpSR                  xenapi.Ref                                // crash_dump_SR
+	OtherConfig                  xenapi.Map[string, string]                // other_config
+	HAEnabled                    bool                                      // ha_enabled
+	HAConfiguration              xenapi.Map[string, string]                // ha_configuration
+	HAStatefiles                 []string                                  // ha_statefiles
+	HAHostFailuresToTolerate     int64                                     // ha_host_failures_to_tolerate
+	HAPlanExistsFor              int64                                     // ha_plan_exists_for
+	HAAllowOvercommit            bool                                      // ha_allow_overcommit
+	HAOvercommitted              bool                                      // ha_overcommitted
+	Blobs                        xenapi.Map[string, xenapi.Ref]            // blobs
+	Tags                         []string                                  // tags
+	GuiConfig                    xenapi.Map[string, string]                // gui_config
+	HealthCheckConfig            xenapi.Map[string, string]                // health_check_config
+	WLBURL                       string                                    // wlb_url
+	WLBUsername                  string                                    // wlb_username
+	WLBEnabled                   bool                                      // wlb_enabled
+	WLBVerifyCert                bool                                      // wlb_verify_cert
+	RedoLogEnabled               bool                                      // redo_log_enabled
+	RedoLogVDI                   xenapi.Ref                                // redo_log_vdi
+	VswitchController            string                                    // vswitch_controller
+	Restrictions                 xenapi.Map[string, string]                // restrictions
+	MetadataVDIs                 []xenapi.Ref                              // metadata_VDIs
+	HAClusterStack               string                                    // ha_cluster_stack
+	AllowedOperations            []PoolAllowedOperations                   // allowed_operations
+	CurrentOperations            xenapi.Map[string, PoolAllowedOperations] // current_operations
+	GuestAgentConfig             xenapi.Map[string, string]                // guest_agent_config
+	CPUInfo                      xenapi.Map[string, string]                // cpu_info
+	PolicyNoVendorDevice         bool                                      // policy_no_vendor_device
+	LivePatchingDisabled         bool                                      // live_patching_disabled
+	IGMPSnoopingEnabled          bool                                      // igmp_snooping_enabled
+	UEFICertificates             string                                    // uefi_certificates
+	CustomUEFICertificates       string                                    // custom_uefi_certificates
+	IsPSRPending                 bool                                      // is_psr_pending
+	TLSVerificationEnabled       bool                                      // tls_verification_enabled
+	Repositories                 []xenapi.Ref                              // repositories
+	ClientCertificateAuthEnabled bool                                      // client_certificate_auth_enabled
+	ClientCertificateAuthName    string                                    // client_certificate_auth_name
+	RepositoryProxyURL           string                                    // repository_proxy_url
+	RepositoryProxyUsername      string                                    // repository_proxy_username
+	RepositoryProxyPassword      xenapi.Ref                                // repository_proxy_password
+	MigrationCompression         bool                                      // migration_compression
+	CoordinatorBias              bool                                      // coordinator_bias
+	LocalAuthMaxThreads          int64                                     // local_auth_max_threads
+	ExtAuthMaxThreads            int64                                     // ext_auth_max_threads
+	TelemetryUUID                xenapi.Ref                                // telemetry_uuid
+	TelemetryFrequency           TelemetryFrequency                        // telemetry_frequency
+	TelemetryNextCollection      time.Time                                 // telemetry_next_collection
+	LastUpdateSync               time.Time                                 // last_update_sync
+	UpdateSyncFrequency          UpdateSyncFrequency                       // update_sync_frequency
+	UpdateSyncDay                int64                                     // update_sync_day
+	UpdateSyncEnabled            bool                                      // update_sync_enabled
 }
 
 // NewPool returns a record holding the schema's defaults.
@@ -1613,16 +1613,16 @@ var ClassPool = &xenapi.Class{
 
 // PoolPatch is a record of the XenAPI class pool_patch.
 type PoolPatch struct {
-	UUID               string               // uuid
-	NameLabel          string               // name_label
-	NameDescription    string               // name_description
-	Version            string               // version
-	Size               int64                // size
-	PoolApplied        bool                 // pool_applied
-	HostPatches        []xenapi.Ref         // host_patches
-	AfterApplyGuidance []AfterApplyGuidance // after_apply_guidance
-	PoolUpdate         xenapi.Ref           // pool_update
-	OtherConfig        map[string]string    // other_config
+	UUID               string                     // uuid
+	NameLabel          string                     // name_label
+	NameDescription    string                     // name_description
+	Version            string                     // version
+	Size               int64                      // size
+	PoolApplied        bool                       // pool_applied
+	HostPatches        []xenapi.Ref               // host_patches
+	AfterApplyGuidance []AfterApplyGuidance       // after_apply_guidance
+	PoolUpdate         xenapi.Ref                 // pool_update
+	OtherConfig        xenapi.Map[string, string] // other_config
 }
 
 // NewPoolPatch returns a record holding the schema's defaults.
@@ -1802,7 +1802,7 @@ type PoolUpdate struct {
 	AfterApplyGuidance []UpdateAfterApplyGuidance // after_apply_guidance
 	VDI                xenapi.Ref                 // vdi
 	Hosts              []xenapi.Ref               // hosts
-	OtherConfig        map[string]string          // other_config
+	OtherConfig        xenapi.Map[string, string] // other_config
 	EnforceHomogeneity bool                       // enforce_homogeneity
 }
 
@@ -1985,96 +1985,96 @@ var ClassPoolUpdate = &xenapi.Class{
 
 // VM is a record of the XenAPI class VM.
 type VM struct {
-	UUID                        string                  // uuid
-	AllowedOperations           []VMOperations          // allowed_operations
-	CurrentOperations           map[string]VMOperations // current_operations
-	NameLabel                   string                  // name_label
-	NameDescription             string                  // name_description
-	PowerState                  VMPowerState            // power_state
-	UserVersion                 int64                   // user_version
-	IsATemplate                 bool                    // is_a_template
-	IsDefaultTemplate           bool                    // is_default_template
-	SuspendVDI                  xenapi.Ref              // suspend_VDI
-	ResidentOn                  xenapi.Ref              // resident_on
-	ScheduledToBeResidentOn     xenapi.Ref              // scheduled_to_be_resident_on
-	Affinity                    xenapi.Ref              // affinity
-	MemoryOverhead              int64                   // memory_overhead
-	MemoryTarget                int64                   // memory_target
-	MemoryStaticMax             int64                   // memory_static_max
-	MemoryDynamicMax            int64                   // memory_dynamic_max
-	MemoryDynamicMin            int64                   // memory_dynamic_min
-	MemoryStaticMin             int64                   // memory_static_min
-	VCPUsParams                 map[string]string       // VCPUs_params
-	VCPUsMax                    int64                   // VCPUs_max
-	VCPUsAtStartup              int64                   // VCPUs_at_startup
-	ActionsAfterSoftreboot      OnSoftrebootBehavior    // actions_after_softreboot
-	ActionsAfterShutdown        OnNormalExit            // actions_after_shutdown
-	ActionsAfterReboot          OnNormalExit            // actions_after_reboot
-	ActionsAfterCrash           OnCrashBehaviour        // actions_after_crash
-	Consoles                    []xenapi.Ref            // consoles
-	VIFs                        []xenapi.Ref            // VIFs
-	VBDs                        []xenapi.Ref            // VBDs
-	VUSBs                       []xenapi.Ref            // VUSBs
-	CrashDumps                  []xenapi.Ref            // crash_dumps
-	VTPMs                       []xenapi.Ref            // VTPMs
-	PVBootloader                string                  // PV_bootloader
-	PVKernel                    string                  // PV_kernel
-	PVRamdisk                   string                  // PV_ramdisk
-	PVArgs                      string                  // PV_args
-	PVBootloaderArgs            string                  // PV_bootloader_args
-	PVLegacyArgs                string                  // PV_legacy_args
-	HVMBootPolicy               string                  // HVM_boot_policy
-	HVMBootParams               map[string]string       // HVM_boot_params
-	HVMShadowMultiplier         float64                 // HVM_shadow_multiplier
-	Platform                    map[string]string       // platform
-	PCIBus                      string                  // PCI_bus
-	OtherConfig                 map[string]string       // other_config
-	Domid                       int64                   // domid
-	Domarch                     string                  // domarch
-	LastBootCPUFlags            map[string]string       // last_boot_CPU_flags
-	IsControlDomain             bool                    // is_control_domain
-	Metrics                     xenapi.Ref              // metrics
-	GuestMetrics                xenapi.Ref              // guest_metrics
-	LastBootedRecord            string                  // last_booted_record
-	Recommendations             string                  // recommendations
-	XenstoreData                map[string]string       // xenstore_data
-	HAAlwaysRun                 bool                    // ha_always_run
-	HARestartPriority           string                  // ha_restart_priority
-	IsASnapshot                 bool                    // is_a_snapshot
-	SnapshotOf                  xenapi.Ref              // snapshot_of
-	Snapshots                   []xenapi.Ref            // snapshots
-	SnapshotTime                time.Time               // snapshot_time
-	TransportableSnapshotID     string                  // transportable_snapshot_id
-	Blobs                       map[string]xenapi.Ref   // blobs
-	Tags                        []string                // tags
-	BlockedOperations           map[VMOperations]string // blocked_operations
-	SnapshotInfo                map[string]string       // snapshot_info
-	SnapshotMetadata            string                  // snapshot_metadata
-	Parent                      xenapi.Ref              // parent
-	Children                    []xenapi.Ref            // children
-	BIOSStrings                 map[string]string       // bios_strings
-	ProtectionPolicy            xenapi.Ref              // protection_policy
-	IsSnapshotFromVMPP          bool                    // is_snapshot_from_vmpp
-	SnapshotSchedule            xenapi.Ref              // snapshot_schedule
-	IsVMSSSnapshot              bool                    // is_vmss_snapshot
-	Appliance                   xenapi.Ref              // appliance
-	StartDelay                  int64                   // start_delay
-	ShutdownDelay               int64                   // shutdown_delay
-	Order                       int64                   // order
-	VGPUs                       []xenapi.Ref            // VGPUs
-	AttachedPCIs                []xenapi.Ref            // attached_PCIs
-	SuspendSR                   xenapi.Ref              // suspend_SR
-	Version                     int64                   // version
-	GenerationID                string                  // generation_id
-	HardwarePlatformVersion     int64                   // hardware_platform_version
-	HasVendorDevice             bool                    // has_vendor_device
-	RequiresReboot              bool                    // requires_reboot
-	ReferenceLabel              string                  // reference_label
-	DomainType                  DomainType              // domain_type
-	NVRAM                       map[string]string       // NVRAM
-	PendingGuidances            []UpdateGuidances       // pending_guidances
-	PendingGuidancesRecommended []UpdateGuidances       // pending_guidances_recommended
-	PendingGuidancesFull        []UpdateGuidances       // pending_guidances_full
+	UUID                        string                           // uuid
+	AllowedOperations           []VMOperations                   // allowed_operations
+	CurrentOperations           xenapi.Map[string, VMOperations] // current_operations
+	NameLabel                   string                           // name_label
+	NameDescription             string                           // name_description
+	PowerState                  VMPowerState                     // power_state
+	UserVersion                 int64                            // user_version
+	IsATemplate                 bool                             // is_a_template
+	IsDefaultTemplate           bool                             // is_default_template
+	SuspendVDI                  xenapi.Ref                       // suspend_VDI
+	ResidentOn                  xenapi.Ref                       // resident_on
+	ScheduledToBeResidentOn     xenapi.Ref                       // scheduled_to_be_resident_on
+	Affinity                    xenapi.Ref                       // affinity
+	MemoryOverhead              int64                            // memory_overhead
+	MemoryTarget                int64                            // memory_target
+	MemoryStaticMax             int64                            // memory_static_max
+	MemoryDynamicMax            int64                            // memory_dynamic_max
+	MemoryDynamicMin            int64                            // memory_dynamic_min
+	MemoryStaticMin             int64                            // memory_static_min
+	VCPUsParams                 xenapi.Map[string, string]       // VCPUs_params
+	VCPUsMax                    int64                            // VCPUs_max
+	VCPUsAtStartup              int64                            // VCPUs_at_startup
+	ActionsAfterSoftreboot      OnSoftrebootBehavior             // actions_after_softreboot
+	ActionsAfterShutdown        OnNormalExit                     // actions_after_shutdown
+	ActionsAfterReboot          OnNormalExit                     // actions_after_reboot
+	ActionsAfterCrash           OnCrashBehaviour                 // actions_after_crash
+	Consoles                    []xenapi.Ref                     // consoles
+	VIFs                        []xenapi.Ref                     // VIFs
+	VBDs                        []xenapi.Ref                     // VBDs
+	VUSBs                       []xenapi.Ref                     // VUSBs
+	CrashDumps                  []xenapi.Ref                     // crash_dumps
+	VTPMs                       []xenapi.Ref                     // VTPMs
+	PVBootloader                string                           // PV_bootloader
+	PVKernel                    string                           // PV_kernel
+	PVRamdisk                   string                           // PV_ramdisk
+	PVArgs                      string                           // PV_args
+	PVBootloaderArgs            string                           // PV_bootloader_args
+	PVLegacyArgs                string                           // PV_legacy_args
+	HVMBootPolicy               string                           // HVM_boot_policy
+	HVMBootParams               xenapi.Map[string, string]       // HVM_boot_params
+	HVMShadowMultiplier         float64                          // HVM_shadow_multiplier
+	Platform                    xenapi.Map[string, string]       // platform
+	PCIBus                      string                           // PCI_bus
+	OtherConfig                 xenapi.Map[string, string]       // other_config
+	Domid                       int64                            // domid
+	Domarch                     string                           // domarch
+	LastBootCPUFlags            xenapi.Map[string, string]       // last_boot_CPU_flags
+	IsControlDomain             bool                             // is_control_domain
+	Metrics                     xenapi.Ref                       // metrics
+	GuestMetrics                xenapi.Ref                       // guest_metrics
+	LastBootedRecord            string                           // last_booted_record
+	Recommendations             string                           // recommendations
+	XenstoreData                xenapi.Map[string, string]       // xenstore_data
+	HAAlwaysRun                 bool                             // ha_always_run
+	HARestartPriority           string                           // ha_restart_priority
+	IsASnapshot                 bool                             // is_a_snapshot
+	SnapshotOf                  xenapi.Ref                       // snapshot_of
+	Snapshots                   []xenapi.Ref                     // snapshots
+	SnapshotTime                time.Time                        // snapshot_time
+	TransportableSnapshotID     string                           // transportable_snapshot_id
+	Blobs                       xenapi.Map[string, xenapi.Ref]   // blobs
+	Tags                        []string                         // tags
+	BlockedOperations           xenapi.Map[VMOperations, string] // blocked_operations
+	SnapshotInfo                xenapi.Map[string, string]       // snapshot_info
+	SnapshotMetadata            string                           // snapshot_metadata
+	Parent                      xenapi.Ref                       // parent
+	Children                    []xenapi.Ref                     // children
+	BIOSStrings                 xenapi.Map[string, string]       // bios_strings
+	ProtectionPolicy            xenapi.Ref                       // protection_policy
+	IsSnapshotFromVMPP          bool                             // is_snapshot_from_vmpp
+	SnapshotSchedule            xenapi.Ref                       // snapshot_schedule
+	IsVMSSSnapshot              bool                             // is_vmss_snapshot
+	Appliance                   xenapi.Ref                       // appliance
+	StartDelay                  int64                            // start_delay
+	ShutdownDelay               int64                            // shutdown_delay
+	Order                       int64                            // order
+	VGPUs                       []xenapi.Ref                     // VGPUs
+	AttachedPCIs                []xenapi.Ref                     // attached_PCIs
+	SuspendSR                   xenapi.Ref                       // suspend_SR
+	Version                     int64                            // version
+	GenerationID                string                           // generation_id
+	HardwarePlatformVersion     int64                            // hardware_platform_version
+	HasVendorDevice             bool                             // has_vendor_device
+	RequiresReboot              bool                             // requires_reboot
+	ReferenceLabel              string                           // reference_label
+	DomainType                  DomainType                       // domain_type
+	NVRAM                       xenapi.Map[string, string]       // NVRAM
+	PendingGuidances            []UpdateGuidances                // pending_guidances
+	PendingGuidancesRecommended []UpdateGuidances                // pending_guidances_recommended
+	PendingGuidancesFull        []UpdateGuidances                // pending_guidances_full
 }
 
 // NewVM returns a record holding the schema's defaults.
@@ -3147,22 +3147,22 @@ var ClassVM = &xenapi.Class{
 
 // VMMetrics is a record of the XenAPI class VM_metrics.
 type VMMetrics struct {
-	UUID              string             // uuid
-	MemoryActual      int64              // memory_actual
-	VCPUsNumber       int64              // VCPUs_number
-	VCPUsUtilisation  map[int64]float64  // VCPUs_utilisation
-	VCPUsCPU          map[int64]int64    // VCPUs_CPU
-	VCPUsParams       map[string]string  // VCPUs_params
-	VCPUsFlags        map[int64][]string // VCPUs_flags
-	State             []string           // state
-	StartTime         time.Time          // start_time
-	InstallTime       time.Time          // install_time
-	LastUpdated       time.Time          // last_updated
-	OtherConfig       map[string]string  // other_config
-	HVM               bool               // hvm
-	NestedVirt        bool               // nested_virt
-	Nomigrate         bool               // nomigrate
-	CurrentDomainType DomainType         // current_domain_type
+	UUID              string                      // uuid
+	MemoryActual      int64                       // memory_actual
+	VCPUsNumber       int64                       // VCPUs_number
+	VCPUsUtilisation  xenapi.Map[int64, float64]  // VCPUs_utilisation
+	VCPUsCPU          xenapi.Map[int64, int64]    // VCPUs_CPU
+	VCPUsParams       xenapi.Map[string, string]  // VCPUs_params
+	VCPUsFlags        xenapi.Map[int64, []string] // VCPUs_flags
+	State             []string                    // state
+	StartTime         time.Time                   // start_time
+	InstallTime       time.Time                   // install_time
+	LastUpdated       time.Time                   // last_updated
+	OtherConfig       xenapi.Map[string, string]  // other_config
+	HVM               bool                        // hvm
+	NestedVirt        bool                        // nested_virt
+	Nomigrate         bool                        // nomigrate
+	CurrentDomainType DomainType                  // current_domain_type
 }
 
 // NewVMMetrics returns a record holding the schema's defaults.
@@ -3387,20 +3387,20 @@ var ClassVMMetrics = &xenapi.Class{
 
 // VMGuestMetrics is a record of the XenAPI class VM_guest_metrics.
 type VMGuestMetrics struct {
-	UUID              string            // uuid
-	OSVersion         map[string]string // os_version
-	PVDriversVersion  map[string]string // PV_drivers_version
-	PVDriversUpToDate bool              // PV_drivers_up_to_date
-	Memory            map[string]string // memory
-	Disks             map[string]string // disks
-	Networks          map[string]string // networks
-	Other             map[string]string // other
-	LastUpdated       time.Time         // last_updated
-	OtherConfig       map[string]string // other_config
-	Live              bool              // live
-	CanUseHotplugVBD  TristateType      // can_use_hotplug_vbd
-	CanUseHotplugVIF  TristateType      // can_use_hotplug_vif
-	PVDriversDetected bool              // PV_drivers_detected
+	UUID              string                     // uuid
+	OSVersion         xenapi.Map[string, string] // os_version
+	PVDriversVersion  xenapi.Map[string, string] // PV_drivers_version
+	PVDriversUpToDate bool                       // PV_drivers_up_to_date
+	Memory            xenapi.Map[string, string] // memory
+	Disks             xenapi.Map[string, string] // disks
+	Networks          xenapi.Map[string, string] // networks
+	Other             xenapi.Map[string, string] // other
+	LastUpdated       time.Time                  // last_updated
+	OtherConfig       xenapi.Map[string, string] // other_config
+	Live              bool                       // live
+	CanUseHotplugVBD  TristateType               // can_use_hotplug_vbd
+	CanUseHotplugVIF  TristateType               // can_use_hotplug_vif
+	PVDriversDetected bool                       // PV_drivers_detected
 }
 
 // NewVMGuestMetrics returns a record holding the schema's defaults.
@@ -3610,26 +3610,26 @@ var ClassVMGuestMetrics = &xenapi.Class{
 
 // VMPP is a record of the XenAPI class VMPP.
 type VMPP struct {
-	UUID                 string                // uuid
-	NameLabel            string                // name_label
-	NameDescription      string                // name_description
-	IsPolicyEnabled      bool                  // is_policy_enabled
-	BackupType           VMPPBackupType        // backup_type
-	BackupRetentionValue int64                 // backup_retention_value
-	BackupFrequency      VMPPBackupFrequency   // backup_frequency
-	BackupSchedule       map[string]string     // backup_schedule
-	IsBackupRunning      bool                  // is_backup_running
-	BackupLastRunTime    time.Time             // backup_last_run_time
-	ArchiveTargetType    VMPPArchiveTargetType // archive_target_type
-	ArchiveTargetConfig  map[string]string     // archive_target_config
-	ArchiveFrequency     VMPPArchiveFrequency  // archive_frequency
-	ArchiveSchedule      map[string]string     // archive_schedule
-	IsArchiveRunning     bool                  // is_archive_running
-	ArchiveLastRunTime   time.Time             // archive_last_run_time
-	VMs                  []xenapi.Ref          // VMs
-	IsAlarmEnabled       bool                  // is_alarm_enabled
-	AlarmConfig          map[string]string     // alarm_config
-	RecentAlerts         []string              // recent_alerts
+	UUID                 string                     // uuid
+	NameLabel            string                     // name_label
+	NameDescription      string                     // name_description
+	IsPolicyEnabled      bool                       // is_policy_enabled
+	BackupType           VMPPBackupType             // backup_type
+	BackupRetentionValue int64                      // backup_retention_value
+	BackupFrequency      VMPPBackupFrequency        // backup_frequency
+	BackupSchedule       xenapi.Map[string, string] // backup_schedule
+	IsBackupRunning      bool                       // is_backup_running
+	BackupLastRunTime    time.Time                  // backup_last_run_time
+	ArchiveTargetType    VMPPArchiveTargetType      // archive_target_type
+	ArchiveTargetConfig  xenapi.Map[string, string] // archive_target_config
+	ArchiveFrequency     VMPPArchiveFrequency       // archive_frequency
+	ArchiveSchedule      xenapi.Map[string, string] // archive_schedule
+	IsArchiveRunning     bool                       // is_archive_running
+	ArchiveLastRunTime   time.Time                  // archive_last_run_time
+	VMs                  []xenapi.Ref               // VMs
+	IsAlarmEnabled       bool                       // is_alarm_enabled
+	AlarmConfig          xenapi.Map[string, string] // alarm_config
+	RecentAlerts         []string                   // recent_alerts
 }
 
 // NewVMPP returns a record holding the schema's defaults.
@@ -3904,16 +3904,16 @@ var ClassVMPP = &xenapi.Class{
 
 // VMSS is a record of the XenAPI class VMSS.
 type VMSS struct {
-	UUID              string            // uuid
-	NameLabel         string            // name_label
-	NameDescription   string            // name_description
-	Enabled           bool              // enabled
-	Type              VMSSType          // type
-	RetainedSnapshots int64             // retained_snapshots
-	Frequency         VMSSFrequency     // frequency
-	Schedule          map[string]string // schedule
-	LastRunTime       time.Time         // last_run_time
-	VMs               []xenapi.Ref      // VMs
+	UUID              string                     // uuid
+	NameLabel         string                     // name_label
+	NameDescription   string                     // name_description
+	Enabled           bool                       // enabled
+	Type              VMSSType                   // type
+	RetainedSnapshots int64                      // retained_snapshots
+	Frequency         VMSSFrequency              // frequency
+	Schedule          xenapi.Map[string, string] // schedule
+	LastRunTime       time.Time                  // last_run_time
+	VMs               []xenapi.Ref               // VMs
 }
 
 // NewVMSS returns a record holding the schema's defaults.
@@ -4067,12 +4067,12 @@ var ClassVMSS = &xenapi.Class{
 
 // VMAppliance is a record of the XenAPI class VM_appliance.
 type VMAppliance struct {
-	UUID              string                          // uuid
-	NameLabel         string                          // name_label
-	NameDescription   string                          // name_description
-	AllowedOperations []VMApplianceOperation          // allowed_operations
-	CurrentOperations map[string]VMApplianceOperation // current_operations
-	VMs               []xenapi.Ref                    // VMs
+	UUID              string                                   // uuid
+	NameLabel         string                                   // name_label
+	NameDescription   string                                   // name_description
+	AllowedOperations []VMApplianceOperation                   // allowed_operations
+	CurrentOperations xenapi.Map[string, VMApplianceOperation] // current_operations
+	VMs               []xenapi.Ref                             // VMs
 }
 
 // NewVMAppliance returns a record holding the schema's defaults.
@@ -4263,76 +4263,76 @@ var ClassDRTask = &xenapi.Class{
 
 // Host is a record of the XenAPI class host.
 type Host struct {
-	UUID                            string                           // uuid
-	NameLabel                       string                           // name_label
-	NameDescription                 string                           // name_description
-	MemoryOverhead                  int64                            // memory_overhead
-	AllowedOperations               []HostAllowedOperations          // allowed_operations
-	CurrentOperations               map[string]HostAllowedOperations // current_operations
-	APIVersionMajor                 int64                            // API_version_major
-	APIVersionMinor                 int64                            // API_version_minor
-	APIVersionVendor                string                           // API_version_vendor
-	APIVersionVendorImplementation  map[string]string                // API_version_vendor_implementation
-	Enabled                         bool                             // enabled
-	SoftwareVersion                 map[string]string                // software_version
-	OtherConfig                     map[string]string                // other_config
-	Capabilities                    []string                         // capabilities
-	CPUConfiguration                map[string]string                // cpu_configuration
-	SchedPolicy                     string                           // sched_policy
-	SupportedBootloaders            []string                         // supported_bootloaders
-	ResidentVMs                     []xenapi.Ref                     // resident_VMs
-	Logging                         map[string]string                // logging
-	PIFs                            []xenapi.Ref                     // PIFs
-	SuspendImageSR                  xenapi.Ref                       // suspend_image_sr
-	CrashDumpSR                     xenapi.Ref                       // crash_dump_sr
-	Crashdumps                      []xenapi.Ref                     // crashdumps
-	Patches                         []xenapi.Ref                     // patches
-	Updates                         []xenapi.Ref                     // updates
-	PBDs                            []xenapi.Ref                     // PBDs
-	HostCPUs                        []xenapi.Ref                     // host_CPUs
-	CPUInfo                         map[string]string                // cpu_info
-	Hostname                        string                           // hostname
-	Address                         string                           // address
-	Metrics                         xenapi.Ref                       // metrics
-	LicenseParams                   map[string]string                // license_params
-	HAStatefiles                    []string                         // ha_statefiles
-	HANetworkPeers                  []string                         // ha_network_peers
-	Blobs                           map[string]xenapi.Ref            // blobs
-	Tags                            []string                         // tags
-	ExternalAuthType                string                           // external_auth_type
-	ExternalAuthServiceName         string                           // external_auth_service_name
-	ExternalAuthConfiguration       map[string]string                // external_auth_configuration
-	Edition                         string                           // edition
-	LicenseServer                   map[string]string                // license_server
-	BIOSStrings                     map[string]string                // bios_strings
-	PowerOnMode                     string                           // power_on_mode
-	PowerOnConfig                   map[string]string                // power_on_config
-	LocalCacheSR                    xenapi.Ref                       // local_cache_sr
-	ChipsetInfo                     map[string]string                // chipset_info
-	PCIs                            []xenapi.Ref                     // PCIs
-	PGPUs                           []xenapi.Ref                     // PGPUs
-	PUSBs                           []xenapi.Ref                     // PUSBs
-	SSLLegacy                       bool                             // ssl_legacy
-	GuestVCPUsParams                map[string]string                // guest_VCPUs_params
-	Display                         HostDisplay                      // display
-	VirtualHardwarePlatformVersions []int64                          // virtual_hardware_platform_versions
-	ControlDomain                   xenapi.Ref                       // control_domain
-	UpdatesRequiringReboot          []xenapi.Ref                     // updates_requiring_reboot
-	Features                        []xenapi.Ref                     // features
-	ISCSIIQN                        string                           // iscsi_iqn
-	Multipathing                    bool                             // multipathing
-	UEFICertificates                string                           // uefi_certificates
-	Certificates                    []xenapi.Ref                     // certificates
-	Editions                        []string                         // editions
-	PendingGuidances                []UpdateGuidances                // pending_guidances
-	TLSVerificationEnabled          bool                             // tls_verification_enabled
-	LastSoftwareUpdate              time.Time                        // last_software_update
-	HTTPSOnly                       bool                             // https_only
-	LatestSyncedUpdatesApplied      LatestSyncedUpdatesAppliedState  // latest_synced_updates_applied
-	NUMAAffinityPolicy              HostNUMAAffinityPolicy           // numa_affinity_policy
-	PendingGuidancesRecommended     []UpdateGuidances                // pending_guidances_recommended
-	PendingGuidancesFull            []UpdateGuidances                // pending_guidances_full
-	LastUpdateHash                  string                           // last_update_hash
+	UUID                            string                                    // uuid
+	NameLabel                       string                                    // name_label
+	NameDescription                 string                                    // name_description
+	MemoryOverhead                  int64                                     // memory_overhead
+	AllowedOperations               []HostAllowedOperations                   // allowed_operations
+	CurrentOperations               xenapi.Map[string, HostAllowedOperations] // current_operations
+	APIVersionMajor                 int64                                     // API_version_major
+	APIVersionMinor                 int64                                     // API_version_minor
+	APIVersionVendor                string                                    // API_version_vendor
+	APIVersionVendorImplementation  xenapi.Map[string, string]                // API_version_vendor_implementation
+	Enabled                         bool                                      // enabled
+	SoftwareVersion                 xenapi.Map[string, string]                // software_version
+	OtherConfig                     xenapi.Map[string, string]                // other_config
+	Capabilities                    []string                                  // capabilities
+	CPUConfiguration                xenapi.Map[string, string]                // cpu_configuration
+	SchedPolicy                     string                                    // sched_policy
+	SupportedBootloaders            []string                                  // supported_bootloaders
+	ResidentVMs                     []xenapi.Ref                              // resident_VMs
+	Logging                         xenapi.Map[string, string]                // logging
+	PIFs                            []xenapi.Ref                              // PIFs
+	SuspendImageSR                  xenapi.Ref                                // suspend_image_sr
+	CrashDumpSR                     xenapi.Ref                                // crash_dump_sr
+	Crashdumps                      []xenapi.Ref                              // crashdumps
+	Patches                         []xenapi.Ref                              // patches
+	Updates                         []xenapi.Ref                              // updates
+	PBDs                            []xenapi.Ref                              // PBDs
+	HostCPUs                        []xenapi.Ref                              // host_CPUs
+	CPUInfo                         xenapi.Map[string, string]                // cpu_info
+	Hostname                        string                                    // hostname
+	Address                         string                                    // address
+	Metrics                         xenapi.Ref                                // metrics
+	LicenseParams                   xenapi.Map[string, string]                // license_params
+	HAStatefiles                    []string                                  // ha_statefiles
+	HANetworkPeers                  []string                                  // ha_network_peers
+	Blobs                           xenapi.Map[string, xenapi.Ref]            // blobs
+	Tags                            []string                                  // tags
+	ExternalAuthType                string                                    // external_auth_type
+	ExternalAuthServiceName         string                                    // external_auth_service_name
+	ExternalAuthConfiguration       xenapi.Map[string, string]                // external_auth_configuration
+	Edition                         string                                    // edition
+	LicenseServer                   xenapi.Map[string, string]                // license_server
+	BIOSStrings                     xenapi.Map[string, string]                // bios_strings
+	PowerOnMode                     string                                    // power_on_mode
+	PowerOnConfig                   xenapi.Map[string, string]                // power_on_config
+	LocalCacheSR                    xenapi.Ref                                // local_cache_sr
+	ChipsetInfo                     xenapi.Map[string, string]                // chipset_info
+	PCIs                            []xenapi.Ref                              // PCIs
+	PGPUs                           []xenapi.Ref                              // PGPUs
+	PUSBs                           []xenapi.Ref                              // PUSBs
+	SSLLegacy                       bool                                      // ssl_legacy
+	GuestVCPUsParams                xenapi.Map[string, string]                // guest_VCPUs_params
+	Display                         HostDisplay                               // display
+	VirtualHardwarePlatformVersions []int64                                   // virtual_hardware_platform_versions
+	ControlDomain                   xenapi.Ref                                // control_domain
+	UpdatesRequiringReboot          []xenapi.Ref                              // updates_requiring_reboot
+	Features                        []xenapi.Ref                              // features
+	ISCSIIQN                        string                                    // iscsi_iqn
+	Multipathing                    bool                                      // multipathing
+	UEFICertificates                string                                    // uefi_certificates
+	Certificates                    []xenapi.Ref                              // certificates
+	Editions                        []string                                  // editions
+	PendingGuidances                []UpdateGuidances                         // pending_guidances
+	TLSVerificationEnabled          bool                                      // tls_verification_enabled
+	LastSoftwareUpdate              time.Time                                 // last_software_update
+	HTTPSOnly                       bool                                      // https_only
+	LatestSyncedUpdatesApplied      LatestSyncedUpdatesAppliedState           // latest_synced_updates_applied
+	NUMAAffinityPolicy              HostNUMAAffinityPolicy                    // numa_affinity_policy
+	PendingGuidancesRecommended     []UpdateGuidances                         // pending_guidances_recommended
+	PendingGuidancesFull            []UpdateGuidances                         // pending_guidances_full
+	LastUpdateHash                  string                                    // last_update_hash
 }
 
 // NewHost returns a record holding the schema's defaults.
@@ -4341,7 +4341,7 @@ func NewHost() *Host {
 		SuspendImageSR:                  xenapi.NullRef,
 		CrashDumpSR:                     xenapi.NullRef,
 		Metrics:                         xenapi.NullRef,
-		LicenseServer:                   map[string]string{"address": "localhost", "port": "27000"},
+		LicenseServer:                   xenapi.Map[string, string]{{Key: "address", Value: "localhost"}, {Key: "port", Value: "27000"}},
 		LocalCacheSR:                    xenapi.NullRef,
 		SSLLegacy:                       true,
 		Display:                         HostDisplayEnabled,
@@ -5192,11 +5192,11 @@ var ClassHost = &xenapi.Class{
 
 // HostCrashdump is a record of the XenAPI class host_crashdump.
 type HostCrashdump struct {
-	UUID        string            // uuid
-	Host        xenapi.Ref        // host
-	Timestamp   time.Time         // timestamp
-	Size        int64             // size
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	Host        xenapi.Ref                 // host
+	Timestamp   time.Time                  // timestamp
+	Size        int64                      // size
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewHostCrashdump returns a record holding the schema's defaults.
@@ -5312,16 +5312,16 @@ var ClassHostCrashdump = &xenapi.Class{
 
 // HostPatch is a record of the XenAPI class host_patch.
 type HostPatch struct {
-	UUID             string            // uuid
-	NameLabel        string            // name_label
-	NameDescription  string            // name_description
-	Version          string            // version
-	Host             xenapi.Ref        // host
-	Applied          bool              // applied
-	TimestampApplied time.Time         // timestamp_applied
-	Size             int64             // size
-	PoolPatch        xenapi.Ref        // pool_patch
-	OtherConfig      map[string]string // other_config
+	UUID             string                     // uuid
+	NameLabel        string                     // name_label
+	NameDescription  string                     // name_description
+	Version          string                     // version
+	Host             xenapi.Ref                 // host
+	Applied          bool                       // applied
+	TimestampApplied time.Time                  // timestamp_applied
+	Size             int64                      // size
+	PoolPatch        xenapi.Ref                 // pool_patch
+	OtherConfig      xenapi.Map[string, string] // other_config
 }
 
 // NewHostPatch returns a record holding the schema's defaults.
@@ -5495,12 +5495,12 @@ var ClassHostPatch = &xenapi.Class{
 
 // HostMetrics is a record of the XenAPI class host_metrics.
 type HostMetrics struct {
-	UUID        string            // uuid
-	MemoryTotal int64             // memory_total
-	MemoryFree  int64             // memory_free
-	Live        bool              // live
-	LastUpdated time.Time         // last_updated
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	MemoryTotal int64                      // memory_total
+	MemoryFree  int64                      // memory_free
+	Live        bool                       // live
+	LastUpdated time.Time                  // last_updated
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewHostMetrics returns a record holding the schema's defaults.
@@ -5618,19 +5618,19 @@ var ClassHostMetrics = &xenapi.Class{
 
 // HostCPU is a record of the XenAPI class host_cpu.
 type HostCPU struct {
-	UUID        string            // uuid
-	Host        xenapi.Ref        // host
-	Number      int64             // number
-	Vendor      string            // vendor
-	Speed       int64             // speed
-	Modelname   string            // modelname
-	Family      int64             // family
-	Model       int64             // model
-	Stepping    string            // stepping
-	Flags       string            // flags
-	Features    string            // features
-	Utilisation float64           // utilisation
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	Host        xenapi.Ref                 // host
+	Number      int64                      // number
+	Vendor      string                     // vendor
+	Speed       int64                      // speed
+	Modelname   string                     // modelname
+	Family      int64                      // family
+	Model       int64                      // model
+	Stepping    string                     // stepping
+	Flags       string                     // flags
+	Features    string                     // features
+	Utilisation float64                    // utilisation
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewHostCPU returns a record holding the schema's defaults.
@@ -5812,22 +5812,22 @@ var ClassHostCPU = &xenapi.Class{
 
 // Network is a record of the XenAPI class network.
 type Network struct {
-	UUID               string                       // uuid
-	NameLabel          string                       // name_label
-	NameDescription    string                       // name_description
-	AllowedOperations  []NetworkOperations          // allowed_operations
-	CurrentOperations  map[string]NetworkOperations // current_operations
-	VIFs               []xenapi.Ref                 // VIFs
-	PIFs               []xenapi.Ref                 // PIFs
-	MTU                int64                        // MTU
-	OtherConfig        map[string]string            // other_config
-	Bridge             string                       // bridge
-	Managed            bool                         // managed
-	Blobs              map[string]xenapi.Ref        // blobs
-	Tags               []string                     // tags
-	DefaultLockingMode NetworkDefaultLockingMode    // default_locking_mode
-	AssignedIps        map[xenapi.Ref]string        // assigned_ips
-	Purpose            []NetworkPurpose             // purpose
+	UUID               string                                // uuid
+	NameLabel          string                                // name_label
+	NameDescription    string                                // name_description
+	AllowedOperations  []NetworkOperations                   // allowed_operations
+	CurrentOperations  xenapi.Map[string, NetworkOperations] // current_operations
+	VIFs               []xenapi.Ref                          // VIFs
+	PIFs               []xenapi.Ref                          // PIFs
+	MTU                int64                                 // MTU
+	OtherConfig        xenapi.Map[string, string]            // other_config
+	Bridge             string                                // bridge
+	Managed            bool                                  // managed
+	Blobs              xenapi.Map[string, xenapi.Ref]        // blobs
+	Tags               []string                              // tags
+	DefaultLockingMode NetworkDefaultLockingMode             // default_locking_mode
+	AssignedIps        xenapi.Map[xenapi.Ref, string]        // assigned_ips
+	Purpose            []NetworkPurpose                      // purpose
 }
 
 // NewNetwork returns a record holding the schema's defaults.
@@ -6047,33 +6047,33 @@ var ClassNetwork = &xenapi.Class{
 
 // VIF is a record of the XenAPI class VIF.
 type VIF struct {
-	UUID                   string                   // uuid
-	AllowedOperations      []VIFOperations          // allowed_operations
-	CurrentOperations      map[string]VIFOperations // current_operations
-	Device                 string                   // device
-	Network                xenapi.Ref               // network
-	VM                     xenapi.Ref               // VM
-	MAC                    string                   // MAC
-	MTU                    int64                    // MTU
-	OtherConfig            map[string]string        // other_config
-	CurrentlyAttached      bool                     // currently_attached
-	StatusCode             int64                    // status_code
-	StatusDetail           string                   // status_detail
-	RuntimeProperties      map[string]string        // runtime_properties
-	QosAlgorithmType       string                   // qos_algorithm_type
-	QosAlgorithmParams     map[string]string        // qos_algorithm_params
-	QosSupportedAlgorithms []string                 // qos_supported_algorithms
-	Metrics                xenapi.Ref               // metrics
-	MACAutogenerated       bool                     // MAC_autogenerated
-	LockingMode            VIFLockingMode           // locking_mode
-	IPv4Allowed            []string                 // ipv4_allowed
-	IPv6Allowed            []string                 // ipv6_allowed
-	IPv4ConfigurationMode  VIFIPv4ConfigurationMode // ipv4_configuration_mode
-	IPv4Addresses          []string                 // ipv4_addresses
-	IPv4Gateway            string                   // ipv4_gateway
-	IPv6ConfigurationMode  VIFIPv6ConfigurationMode // ipv6_configuration_mode
-	IPv6Addresses          []string                 // ipv6_addresses
-	IPv6Gateway            string                   // ipv6_gateway
+	UUID                   string                            // uuid
+	AllowedOperations      []VIFOperations                   // allowed_operations
+	CurrentOperations      xenapi.Map[string, VIFOperations] // current_operations
+	Device                 string                            // device
+	Network                xenapi.Ref                        // network
+	VM                     xenapi.Ref                        // VM
+	MAC                    string                            // MAC
+	MTU                    int64                             // MTU
+	OtherConfig            xenapi.Map[string, string]        // other_config
+	CurrentlyAttached      bool                              // currently_attached
+	StatusCode             int64                             // status_code
+	StatusDetail           string                            // status_detail
+	RuntimeProperties      xenapi.Map[string, string]        // runtime_properties
+	QosAlgorithmType       string                            // qos_algorithm_type
+	QosAlgorithmParams     xenapi.Map[string, string]        // qos_algorithm_params
+	QosSupportedAlgorithms []string                          // qos_supported_algorithms
+	Metrics                xenapi.Ref                        // metrics
+	MACAutogenerated       bool                              // MAC_autogenerated
+	LockingMode            VIFLockingMode                    // locking_mode
+	IPv4Allowed            []string                          // ipv4_allowed
+	IPv6Allowed            []string                          // ipv6_allowed
+	IPv4ConfigurationMode  VIFIPv4ConfigurationMode          // ipv4_configuration_mode
+	IPv4Addresses          []string                          // ipv4_addresses
+	IPv4Gateway            string                            // ipv4_gateway
+	IPv6ConfigurationMode  VIFIPv6ConfigurationMode          // ipv6_configuration_mode
+	IPv6Addresses          []string                          // ipv6_addresses
+	IPv6Gateway            string                            // ipv6_gateway
 }
 
 // NewVIF returns a record holding the schema's defaults.
@@ -6423,11 +6423,11 @@ var ClassVIF = &xenapi.Class{
 
 // VIFMetrics is a record of the XenAPI class VIF_metrics.
 type VIFMetrics struct {
-	UUID        string            // uuid
-	IoReadKbs   float64           // io_read_kbs
-	IoWriteKbs  float64           // io_write_kbs
-	LastUpdated time.Time         // last_updated
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	IoReadKbs   float64                    // io_read_kbs
+	IoWriteKbs  float64                    // io_write_kbs
+	LastUpdated time.Time                  // last_updated
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewVIFMetrics returns a record holding the schema's defaults.
@@ -6534,41 +6534,41 @@ var ClassVIFMetrics = &xenapi.Class{
 
 // PIF is a record of the XenAPI class PIF.
 type PIF struct {
-	UUID                  string                // uuid
-	Device                string                // device
-	Network               xenapi.Ref            // network
-	Host                  xenapi.Ref            // host
-	MAC                   string                // MAC
-	MTU                   int64                 // MTU
-	VLAN                  int64                 // VLAN
-	Metrics               xenapi.Ref            // metrics
-	Physical              bool                  // physical
-	CurrentlyAttached     bool                  // currently_attached
-	IPConfigurationMode   IPConfigurationMode   // ip_configuration_mode
-	IP                    string                // IP
-	Netmask               string                // netmask
-	Gateway               string                // gateway
-	DNS                   string                // DNS
-	BondSlaveOf           xenapi.Ref            // bond_slave_of
-	BondMasterOf          []xenapi.Ref          // bond_master_of
-	VLANMasterOf          xenapi.Ref            // VLAN_master_of
-	VLANSlaveOf           []xenapi.Ref          // VLAN_slave_of
-	Management            bool                  // management
-	OtherConfig           map[string]string     // other_config
-	DisallowUnplug        bool                  // disallow_unplug
-	TunnelAccessPIFOf     []xenapi.Ref          // tunnel_access_PIF_of
-	TunnelTransportPIFOf  []xenapi.Ref          // tunnel_transport_PIF_of
-	IPv6ConfigurationMode IPv6ConfigurationMode // ipv6_configuration_mode
-	IPv6                  []string              // IPv6
-	IPv6Gateway           string                // ipv6_gateway
-	PrimaryAddressType    PrimaryAddressType    // primary_address_type
-	Managed               bool                  // managed
-	Properties            map[string]string     // properties
-	Capabilities          []string              // capabilities
-	IGMPSnoopingStatus    PIFIGMPStatus         // igmp_snooping_status
-	SRIOVPhysicalPIFOf    []xenapi.Ref          // sriov_physical_PIF_of
-	SRIOVLogicalPIFOf     []xenapi.Ref          // sriov_logical_PIF_of
-	PCI                   xenapi.Ref            // PCI
+	UUID                  string                     // uuid
+	Device                string                     // device
+	Network               xenapi.Ref                 // network
+	Host                  xenapi.Ref                 // host
+	MAC                   string                     // MAC
+	MTU                   int64                      // MTU
+	VLAN                  int64                      // VLAN
+	Metrics               xenapi.Ref                 // metrics
+	Physical              bool                       // physical
+	CurrentlyAttached     bool                       // currently_attached
+	IPConfigurationMode   IPConfigurationMode        // ip_configuration_mode
+	IP                    string                     // IP
+	Netmask               string                     // netmask
+	Gateway               string                     // gateway
+	DNS                   string                     // DNS
+	BondSlaveOf           xenapi.Ref                 // bond_slave_of
+	BondMasterOf          []xenapi.Ref               // bond_master_of
+	VLANMasterOf          xenapi.Ref                 // VLAN_master_of
+	VLANSlaveOf           []xenapi.Ref               // VLAN_slave_of
+	Management            bool                       // management
+	OtherConfig           xenapi.Map[string, string] // other_config
+	DisallowUnplug        bool                       // disallow_unplug
+	TunnelAccessPIFOf     []xenapi.Ref               // tunnel_access_PIF_of
+	TunnelTransportPIFOf  []xenapi.Ref               // tunnel_transport_PIF_of
+	IPv6ConfigurationMode IPv6ConfigurationMode      // ipv6_configuration_mode
+	IPv6                  []string                   // IPv6
+	IPv6Gateway           string                     // ipv6_gateway
+	PrimaryAddressType    PrimaryAddressType         // primary_address_type
+	Managed               bool                       // managed
+	Properties            xenapi.Map[string, string] // properties
+	Capabilities          []string                   // capabilities
+	IGMPSnoopingStatus    PIFIGMPStatus              // igmp_snooping_status
+	SRIOVPhysicalPIFOf    []xenapi.Ref               // sriov_physical_PIF_of
+	SRIOVLogicalPIFOf     []xenapi.Ref               // sriov_logical_PIF_of
+	PCI                   xenapi.Ref                 // PCI
 }
 
 // NewPIF returns a record holding the schema's defaults.
@@ -7019,19 +7019,19 @@ var ClassPIF = &xenapi.Class{
 
 // PIFMetrics is a record of the XenAPI class PIF_metrics.
 type PIFMetrics struct {
-	UUID        string            // uuid
-	IoReadKbs   float64           // io_read_kbs
-	IoWriteKbs  float64           // io_write_kbs
-	Carrier     bool              // carrier
-	VendorID    string            // vendor_id
-	VendorName  string            // vendor_name
-	DeviceID    string            // device_id
-	DeviceName  string            // device_name
-	Speed       int64             // speed
-	Duplex      bool              // duplex
-	PCIBusPath  string            // pci_bus_path
-	LastUpdated time.Time         // last_updated
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	IoReadKbs   float64                    // io_read_kbs
+	IoWriteKbs  float64                    // io_write_kbs
+	Carrier     bool                       // carrier
+	VendorID    string                     // vendor_id
+	VendorName  string                     // vendor_name
+	DeviceID    string                     // device_id
+	DeviceName  string                     // device_name
+	Speed       int64                      // speed
+	Duplex      bool                       // duplex
+	PCIBusPath  string                     // pci_bus_path
+	LastUpdated time.Time                  // last_updated
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewPIFMetrics returns a record holding the schema's defaults.
@@ -7223,15 +7223,15 @@ var ClassPIFMetrics = &xenapi.Class{
 
 // Bond is a record of the XenAPI class Bond.
 type Bond struct {
-	UUID          string            // uuid
-	Master        xenapi.Ref        // master
-	Slaves        []xenapi.Ref      // slaves
-	OtherConfig   map[string]string // other_config
-	PrimarySlave  xenapi.Ref        // primary_slave
-	Mode          BondMode          // mode
-	Properties    map[string]string // properties
-	LinksUp       int64             // links_up
-	AutoUpdateMAC bool              // auto_update_mac
+	UUID          string                     // uuid
+	Master        xenapi.Ref                 // master
+	Slaves        []xenapi.Ref               // slaves
+	OtherConfig   xenapi.Map[string, string] // other_config
+	PrimarySlave  xenapi.Ref                 // primary_slave
+	Mode          BondMode                   // mode
+	Properties    xenapi.Map[string, string] // properties
+	LinksUp       int64                      // links_up
+	AutoUpdateMAC bool                       // auto_update_mac
 }
 
 // NewBond returns a record holding the schema's defaults.
@@ -7388,11 +7388,11 @@ var ClassBond = &xenapi.Class{
 
 // VLAN is a record of the XenAPI class VLAN.
 type VLAN struct {
-	UUID        string            // uuid
-	TaggedPIF   xenapi.Ref        // tagged_PIF
-	UntaggedPIF xenapi.Ref        // untagged_PIF
-	Tag         int64             // tag
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	TaggedPIF   xenapi.Ref                 // tagged_PIF
+	UntaggedPIF xenapi.Ref                 // untagged_PIF
+	Tag         int64                      // tag
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewVLAN returns a record holding the schema's defaults.
@@ -7505,20 +7505,20 @@ var ClassVLAN = &xenapi.Class{
 
 // SM is a record of the XenAPI class SM.
 type SM struct {
-	UUID                 string            // uuid
-	NameLabel            string            // name_label
-	NameDescription      string            // name_description
-	Type                 string            // type
-	Vendor               string            // vendor
-	Copyright            string            // copyright
-	Version              string            // version
-	RequiredAPIVersion   string            // required_api_version
-	Configuration        map[string]string // configuration
-	Capabilities         []string          // capabilities
-	Features             map[string]int64  // features
-	OtherConfig          map[string]string // other_config
-	DriverFilename       string            // driver_filename
-	RequiredClusterStack []string          // required_cluster_stack
+	UUID                 string                     // uuid
+	NameLabel            string                     // name_label
+	NameDescription      string                     // name_description
+	Type                 string                     // type
+	Vendor               string                     // vendor
+	Copyright            string                     // copyright
+	Version              string                     // version
+	RequiredAPIVersion   string                     // required_api_version
+	Configuration        xenapi.Map[string, string] // configuration
+	Capabilities         []string                   // capabilities
+	Features             xenapi.Map[string, int64]  // features
+	OtherConfig          xenapi.Map[string, string] // other_config
+	DriverFilename       string                     // driver_filename
+	RequiredClusterStack []string                   // required_cluster_stack
 }
 
 // NewSM returns a record holding the schema's defaults.
@@ -7701,27 +7701,27 @@ var ClassSM = &xenapi.Class{
 
 // SR is a record of the XenAPI class SR.
 type SR struct {
-	UUID                string                       // uuid
-	NameLabel           string                       // name_label
-	NameDescription     string                       // name_description
-	AllowedOperations   []StorageOperations          // allowed_operations
-	CurrentOperations   map[string]StorageOperations // current_operations
-	VDIs                []xenapi.Ref                 // VDIs
-	PBDs                []xenapi.Ref                 // PBDs
-	VirtualAllocation   int64                        // virtual_allocation
-	PhysicalUtilisation int64                        // physical_utilisation
-	PhysicalSize        int64                        // physical_size
-	Type                string                       // type
-	ContentType         string                       // content_type
-	Shared              bool                         // shared
-	OtherConfig         map[string]string            // other_config
-	Tags                []string                     // tags
-	SMConfig            map[string]string            // sm_config
-	Blobs               map[string]xenapi.Ref        // blobs
-	LocalCacheEnabled   bool                         // local_cache_enabled
-	IntroducedBy        xenapi.Ref                   // introduced_by
-	Clustered           bool                         // clustered
-	IsToolsSR           bool                         // is_tools_sr
+	UUID                string                                // uuid
+	NameLabel           string                                // name_label
+	NameDescription     string                                // name_description
+	AllowedOperations   []StorageOperations                   // allowed_operations
+	CurrentOperations   xenapi.Map[string, StorageOperations] // current_operations
+	VDIs                []xenapi.Ref                          // VDIs
+	PBDs                []xenapi.Ref                          // PBDs
+	VirtualAllocation   int64                                 // virtual_allocation
+	PhysicalUtilisation int64                                 // physical_utilisation
+	PhysicalSize        int64                                 // physical_size
+	Type                string                                // type
+	ContentType         string                                // content_type
+	Shared              bool                                  // shared
+	OtherConfig         xenapi.Map[string, string]            // other_config
+	Tags                []string                              // tags
+	SMConfig            xenapi.Map[string, string]            // sm_config
+	Blobs               xenapi.Map[string, xenapi.Ref]        // blobs
+	LocalCacheEnabled   bool                                  // local_cache_enabled
+	IntroducedBy        xenapi.Ref                            // introduced_by
+	Clustered           bool                                  // clustered
+	IsToolsSR           bool                                  // is_tools_sr
 }
 
 // NewSR returns a record holding the schema's defaults.
@@ -8112,9 +8112,9 @@ var ClassSRStat = &xenapi.Class{
 
 // ProbeResult is a record of the XenAPI class probe_result.
 type ProbeResult struct {
-	Configuration map[string]string // configuration
-	Complete      bool              // complete
-	ExtraInfo     map[string]string // extra_info
+	Configuration xenapi.Map[string, string] // configuration
+	Complete      bool                       // complete
+	ExtraInfo     xenapi.Map[string, string] // extra_info
 }
 
 // NewProbeResult returns a record holding the schema's defaults.
@@ -8255,38 +8255,38 @@ var ClassLVHD = &xenapi.Class{
 
 // VDI is a record of the XenAPI class VDI.
 type VDI struct {
-	UUID                string                   // uuid
-	NameLabel           string                   // name_label
-	NameDescription     string                   // name_description
-	AllowedOperations   []VDIOperations          // allowed_operations
-	CurrentOperations   map[string]VDIOperations // current_operations
-	SR                  xenapi.Ref               // SR
-	VBDs                []xenapi.Ref             // VBDs
-	CrashDumps          []xenapi.Ref             // crash_dumps
-	VirtualSize         int64                    // virtual_size
-	PhysicalUtilisation int64                    // physical_utilisation
-	Type                VDIType                  // type
-	Sharable            bool                     // sharable
-	ReadOnly            bool                     // read_only
-	OtherConfig         map[string]string        // other_config
-	StorageLock         bool                     // storage_lock
-	Location            string                   // location
-	Managed             bool                     // managed
-	Missing             bool                     // missing
-	Parent              xenapi.Ref               // parent
-	XenstoreData        map[string]string        // xenstore_data
-	SMConfig            map[string]string        // sm_config
-	IsASnapshot         bool                     // is_a_snapshot
-	SnapshotOf          xenapi.Ref               // snapshot_of
-	Snapshots           []xenapi.Ref             // snapshots
-	SnapshotTime        time.Time                // snapshot_time
-	Tags                []string                 // tags
-	AllowCaching        bool                     // allow_caching
-	OnBoot              OnBoot                   // on_boot
-	MetadataOfPool      xenapi.Ref               // metadata_of_pool
-	MetadataLatest      bool                     // metadata_latest
-	IsToolsIso          bool                     // is_tools_iso
-	CbtEnabled          bool                     // cbt_enabled
+	UUID                string                            // uuid
+	NameLabel           string                            // name_label
+	NameDescription     string                            // name_description
+	AllowedOperations   []VDIOperations                   // allowed_operations
+	CurrentOperations   xenapi.Map[string, VDIOperations] // current_operations
+	SR                  xenapi.Ref                        // SR
+	VBDs                []xenapi.Ref                      // VBDs
+	CrashDumps          []xenapi.Ref                      // crash_dumps
+	VirtualSize         int64                             // virtual_size
+	PhysicalUtilisation int64                             // physical_utilisation
+	Type                VDIType                           // type
+	Sharable            bool                              // sharable
+	ReadOnly            bool                              // read_only
+	OtherConfig         xenapi.Map[string, string]        // other_config
+	StorageLock         bool                              // storage_lock
+	Location            string                            // location
+	Managed             bool                              // managed
+	Missing             bool                              // missing
+	Parent              xenapi.Ref                        // parent
+	XenstoreData        xenapi.Map[string, string]        // xenstore_data
+	SMConfig            xenapi.Map[string, string]        // sm_config
+	IsASnapshot         bool                              // is_a_snapshot
+	SnapshotOf          xenapi.Ref                        // snapshot_of
+	Snapshots           []xenapi.Ref                      // snapshots
+	SnapshotTime        time.Time                         // snapshot_time
+	Tags                []string                          // tags
+	AllowCaching        bool                              // allow_caching
+	OnBoot              OnBoot                            // on_boot
+	MetadataOfPool      xenapi.Ref                        // metadata_of_pool
+	MetadataLatest      bool                              // metadata_latest
+	IsToolsIso          bool                              // is_tools_iso
+	CbtEnabled          bool                              // cbt_enabled
 }
 
 // NewVDI returns a record holding the schema's defaults.
@@ -8675,28 +8675,28 @@ var ClassVDI = &xenapi.Class{
 
 // VBD is a record of the XenAPI class VBD.
 type VBD struct {
-	UUID                   string                   // uuid
-	AllowedOperations      []VBDOperations          // allowed_operations
-	CurrentOperations      map[string]VBDOperations // current_operations
-	VM                     xenapi.Ref               // VM
-	VDI                    xenapi.Ref               // VDI
-	Device                 string                   // device
-	Userdevice             string                   // userdevice
-	Bootable               bool                     // bootable
-	Mode                   VBDMode                  // mode
-	Type                   VBDType                  // type
-	Unpluggable            bool                     // unpluggable
-	StorageLock            bool                     // storage_lock
-	Empty                  bool                     // empty
-	OtherConfig            map[string]string        // other_config
-	CurrentlyAttached      bool                     // currently_attached
-	StatusCode             int64                    // status_code
-	StatusDetail           string                   // status_detail
-	RuntimeProperties      map[string]string        // runtime_properties
-	QosAlgorithmType       string                   // qos_algorithm_type
-	QosAlgorithmParams     map[string]string        // qos_algorithm_params
-	QosSupportedAlgorithms []string                 // qos_supported_algorithms
-	Metrics                xenapi.Ref               // metrics
+	UUID                   string                            // uuid
+	AllowedOperations      []VBDOperations                   // allowed_operations
+	CurrentOperations      xenapi.Map[string, VBDOperations] // current_operations
+	VM                     xenapi.Ref                        // VM
+	VDI                    xenapi.Ref                        // VDI
+	Device                 string                            // device
+	Userdevice             string                            // userdevice
+	Bootable               bool                              // bootable
+	Mode                   VBDMode                           // mode
+	Type                   VBDType                           // type
+	Unpluggable            bool                              // unpluggable
+	StorageLock            bool                              // storage_lock
+	Empty                  bool                              // empty
+	OtherConfig            xenapi.Map[string, string]        // other_config
+	CurrentlyAttached      bool                              // currently_attached
+	StatusCode             int64                             // status_code
+	StatusDetail           string                            // status_detail
+	RuntimeProperties      xenapi.Map[string, string]        // runtime_properties
+	QosAlgorithmType       string                            // qos_algorithm_type
+	QosAlgorithmParams     xenapi.Map[string, string]        // qos_algorithm_params
+	QosSupportedAlgorithms []string                          // qos_supported_algorithms
+	Metrics                xenapi.Ref                        // metrics
 }
 
 // NewVBD returns a record holding the schema's defaults.
@@ -8983,11 +8983,11 @@ var ClassVBD = &xenapi.Class{
 
 // VBDMetrics is a record of the XenAPI class VBD_metrics.
 type VBDMetrics struct {
-	UUID        string            // uuid
-	IoReadKbs   float64           // io_read_kbs
-	IoWriteKbs  float64           // io_write_kbs
-	LastUpdated time.Time         // last_updated
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	IoReadKbs   float64                    // io_read_kbs
+	IoWriteKbs  float64                    // io_write_kbs
+	LastUpdated time.Time                  // last_updated
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewVBDMetrics returns a record holding the schema's defaults.
@@ -9094,12 +9094,12 @@ var ClassVBDMetrics = &xenapi.Class{
 
 // PBD is a record of the XenAPI class PBD.
 type PBD struct {
-	UUID              string            // uuid
-	Host              xenapi.Ref        // host
-	SR                xenapi.Ref        // SR
-	DeviceConfig      map[string]string // device_config
-	CurrentlyAttached bool              // currently_attached
-	OtherConfig       map[string]string // other_config
+	UUID              string                     // uuid
+	Host              xenapi.Ref                 // host
+	SR                xenapi.Ref                 // SR
+	DeviceConfig      xenapi.Map[string, string] // device_config
+	CurrentlyAttached bool                       // currently_attached
+	OtherConfig       xenapi.Map[string, string] // other_config
 }
 
 // NewPBD returns a record holding the schema's defaults.
@@ -9225,10 +9225,10 @@ var ClassPBD = &xenapi.Class{
 
 // Crashdump is a record of the XenAPI class crashdump.
 type Crashdump struct {
-	UUID        string            // uuid
-	VM          xenapi.Ref        // VM
-	VDI         xenapi.Ref        // VDI
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	VM          xenapi.Ref                 // VM
+	VDI         xenapi.Ref                 // VDI
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewCrashdump returns a record holding the schema's defaults.
@@ -9335,14 +9335,14 @@ var ClassCrashdump = &xenapi.Class{
 
 // VTPM is a record of the XenAPI class VTPM.
 type VTPM struct {
-	UUID               string                    // uuid
-	AllowedOperations  []VTPMOperations          // allowed_operations
-	CurrentOperations  map[string]VTPMOperations // current_operations
-	VM                 xenapi.Ref                // VM
-	Backend            xenapi.Ref                // backend
-	PersistenceBackend PersistenceBackend        // persistence_backend
-	IsUnique           bool                      // is_unique
-	IsProtected        bool                      // is_protected
+	UUID               string                             // uuid
+	AllowedOperations  []VTPMOperations                   // allowed_operations
+	CurrentOperations  xenapi.Map[string, VTPMOperations] // current_operations
+	VM                 xenapi.Ref                         // VM
+	Backend            xenapi.Ref                         // backend
+	PersistenceBackend PersistenceBackend                 // persistence_backend
+	IsUnique           bool                               // is_unique
+	IsProtected        bool                               // is_protected
 }
 
 // NewVTPM returns a record holding the schema's defaults.
@@ -9490,11 +9490,11 @@ var ClassVTPM = &xenapi.Class{
 
 // Console is a record of the XenAPI class console.
 type Console struct {
-	UUID        string            // uuid
-	Protocol    ConsoleProtocol   // protocol
-	Location    string            // location
-	VM          xenapi.Ref        // VM
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	Protocol    ConsoleProtocol            // protocol
+	Location    string                     // location
+	VM          xenapi.Ref                 // VM
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewConsole returns a record holding the schema's defaults.
@@ -9603,10 +9603,10 @@ var ClassConsole = &xenapi.Class{
 
 // User is a record of the XenAPI class user.
 type User struct {
-	UUID        string            // uuid
-	ShortName   string            // short_name
-	Fullname    string            // fullname
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	ShortName   string                     // short_name
+	Fullname    string                     // fullname
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewUser returns a record holding the schema's defaults.
@@ -10076,9 +10076,9 @@ var ClassMessage = &xenapi.Class{
 
 // Secret is a record of the XenAPI class secret.
 type Secret struct {
-	UUID        string            // uuid
-	Value       string            // value
-	OtherConfig map[string]string // other_config
+	UUID        string                     // uuid
+	Value       string                     // value
+	OtherConfig xenapi.Map[string, string] // other_config
 }
 
 // NewSecret returns a record holding the schema's defaults.
@@ -10155,12 +10155,12 @@ var ClassSecret = &xenapi.Class{
 
 // Tunnel is a record of the XenAPI class tunnel.
 type Tunnel struct {
-	UUID         string            // uuid
-	AccessPIF    xenapi.Ref        // access_PIF
-	TransportPIF xenapi.Ref        // transport_PIF
-	Status       map[string]string // status
-	OtherConfig  map[string]string // other_config
-	Protocol     TunnelProtocol    // protocol
+	UUID         string                     // uuid
+	AccessPIF    xenapi.Ref                 // access_PIF
+	TransportPIF xenapi.Ref                 // transport_PIF
+	Status       xenapi.Map[string, string] // status
+	OtherConfig  xenapi.Map[string, string] // other_config
+	Protocol     TunnelProtocol             // protocol
 }
 
 // NewTunnel returns a record holding the schema's defaults.
@@ -10168,7 +10168,7 @@ func NewTunnel() *Tunnel {
 	return &Tunnel{
 		AccessPIF:    xenapi.NullRef,
 		TransportPIF: xenapi.NullRef,
-		Status:       map[string]string{"active": "false"},
+		Status:       xenapi.Map[string, string]{{Key: "active", Value: "false"}},
 		Protocol:     TunnelProtocolGRE,
 	}
 }
@@ -10420,17 +10420,17 @@ var ClassNetworkSRIOV = &xenapi.Class{
 
 // PCI is a record of the XenAPI class PCI.
 type PCI struct {
-	UUID                string            // uuid
-	ClassName           string            // class_name
-	VendorName          string            // vendor_name
-	DeviceName          string            // device_name
-	Host                xenapi.Ref        // host
-	PCIID               string            // pci_id
-	Dependencies        []xenapi.Ref      // dependencies
-	OtherConfig         map[string]string // other_config
-	SubsystemVendorName string            // subsystem_vendor_name
-	SubsystemDeviceName string            // subsystem_device_name
-	DriverName          string            // driver_name
+	UUID                string                     // uuid
+	ClassName           string                     // class_name
+	VendorName          string                     // vendor_name
+	DeviceName          string                     // device_name
+	Host                xenapi.Ref                 // host
+	PCIID               string                     // pci_id
+	Dependencies        []xenapi.Ref               // dependencies
+	OtherConfig         xenapi.Map[string, string] // other_config
+	SubsystemVendorName string                     // subsystem_vendor_name
+	SubsystemDeviceName string                     // subsystem_device_name
+	DriverName          string                     // driver_name
 }
 
 // NewPCI returns a record holding the schema's defaults.
@@ -10601,18 +10601,18 @@ var ClassPCI = &xenapi.Class{
 
 // PGPU is a record of the XenAPI class PGPU.
 type PGPU struct {
-	UUID                       string               // uuid
-	PCI                        xenapi.Ref           // PCI
-	GPUGroup                   xenapi.Ref           // GPU_group
-	Host                       xenapi.Ref           // host
-	OtherConfig                map[string]string    // other_config
-	SupportedVGPUTypes         []xenapi.Ref         // supported_VGPU_types
-	EnabledVGPUTypes           []xenapi.Ref         // enabled_VGPU_types
-	ResidentVGPUs              []xenapi.Ref         // resident_VGPUs
-	SupportedVGPUMaxCapacities map[xenapi.Ref]int64 // supported_VGPU_max_capacities
-	Dom0Access                 PGPUDom0Access       // dom0_access
-	IsSystemDisplayDevice      bool                 // is_system_display_device
-	CompatibilityMetadata      map[string]string    // compatibility_metadata
+	UUID                       string                        // uuid
+	PCI                        xenapi.Ref                    // PCI
+	GPUGroup                   xenapi.Ref                    // GPU_group
+	Host                       xenapi.Ref                    // host
+	OtherConfig                xenapi.Map[string, string]    // other_config
+	SupportedVGPUTypes         []xenapi.Ref                  // supported_VGPU_types
+	EnabledVGPUTypes           []xenapi.Ref                  // enabled_VGPU_types
+	ResidentVGPUs              []xenapi.Ref                  // resident_VGPUs
+	SupportedVGPUMaxCapacities xenapi.Map[xenapi.Ref, int64] // supported_VGPU_max_capacities
+	Dom0Access                 PGPUDom0Access                // dom0_access
+	IsSystemDisplayDevice      bool                          // is_system_display_device
+	CompatibilityMetadata      xenapi.Map[string, string]    // compatibility_metadata
 }
 
 // NewPGPU returns a record holding the schema's defaults.
@@ -10819,16 +10819,16 @@ var ClassPGPU = &xenapi.Class{
 
 // GPUGroup is a record of the XenAPI class GPU_group.
 type GPUGroup struct {
-	UUID                string              // uuid
-	NameLabel           string              // name_label
-	NameDescription     string              // name_description
-	PGPUs               []xenapi.Ref        // PGPUs
-	VGPUs               []xenapi.Ref        // VGPUs
-	GPUTypes            []string            // GPU_types
-	OtherConfig         map[string]string   // other_config
-	AllocationAlgorithm AllocationAlgorithm // allocation_algorithm
-	SupportedVGPUTypes  []xenapi.Ref        // supported_VGPU_types
-	EnabledVGPUTypes    []xenapi.Ref        // enabled_VGPU_types
+	UUID                string                     // uuid
+	NameLabel           string                     // name_label
+	NameDescription     string                     // name_description
+	PGPUs               []xenapi.Ref               // PGPUs
+	VGPUs               []xenapi.Ref               // VGPUs
+	GPUTypes            []string                   // GPU_types
+	OtherConfig         xenapi.Map[string, string] // other_config
+	AllocationAlgorithm AllocationAlgorithm        // allocation_algorithm
+	SupportedVGPUTypes  []xenapi.Ref               // supported_VGPU_types
+	EnabledVGPUTypes    []xenapi.Ref               // enabled_VGPU_types
 }
 
 // NewGPUGroup returns a record holding the schema's defaults.
@@ -10995,18 +10995,18 @@ var ClassGPUGroup = &xenapi.Class{
 
 // VGPU is a record of the XenAPI class VGPU.
 type VGPU struct {
-	UUID                    string            // uuid
-	VM                      xenapi.Ref        // VM
-	GPUGroup                xenapi.Ref        // GPU_group
-	Device                  string            // device
-	CurrentlyAttached       bool              // currently_attached
-	OtherConfig             map[string]string // other_config
-	Type                    xenapi.Ref        // type
-	ResidentOn              xenapi.Ref        // resident_on
-	ScheduledToBeResidentOn xenapi.Ref        // scheduled_to_be_resident_on
-	CompatibilityMetadata   map[string]string // compatibility_metadata
-	ExtraArgs               string            // extra_args
-	PCI                     xenapi.Ref        // PCI
+	UUID                    string                     // uuid
+	VM                      xenapi.Ref                 // VM
+	GPUGroup                xenapi.Ref                 // GPU_group
+	Device                  string                     // device
+	CurrentlyAttached       bool                       // currently_attached
+	OtherConfig             xenapi.Map[string, string] // other_config
+	Type                    xenapi.Ref                 // type
+	ResidentOn              xenapi.Ref                 // resident_on
+	ScheduledToBeResidentOn xenapi.Ref                 // scheduled_to_be_resident_on
+	CompatibilityMetadata   xenapi.Map[string, string] // compatibility_metadata
+	ExtraArgs               string                     // extra_args
+	PCI                     xenapi.Ref                 // PCI
 }
 
 // NewVGPU returns a record holding the schema's defaults.
@@ -12349,20 +12349,20 @@ var ClassVDINBDServerInfo = &xenapi.Class{
 
 // PUSB is a record of the XenAPI class PUSB.
 type PUSB struct {
-	UUID               string            // uuid
-	USBGroup           xenapi.Ref        // USB_group
-	Host               xenapi.Ref        // host
-	Path               string            // path
-	VendorID           string            // vendor_id
-	VendorDesc         string            // vendor_desc
-	ProductID          string            // product_id
-	ProductDesc        string            // product_desc
-	Serial             string            // serial
-	Version            string            // version
-	Description        string            // description
-	PassthroughEnabled bool              // passthrough_enabled
-	OtherConfig        map[string]string // other_config
-	Speed              float64           // speed
+	UUID               string                     // uuid
+	USBGroup           xenapi.Ref                 // USB_group
+	Host               xenapi.Ref                 // host
+	Path               string                     // path
+	VendorID           string                     // vendor_id
+	VendorDesc         string                     // vendor_desc
+	ProductID          string                     // product_id
+	ProductDesc        string                     // product_desc
+	Serial             string                     // serial
+	Version            string                     // version
+	Description        string                     // description
+	PassthroughEnabled bool                       // passthrough_enabled
+	OtherConfig        xenapi.Map[string, string] // other_config
+	Speed              float64                    // speed
 }
 
 // NewPUSB returns a record holding the schema's defaults.
@@ -12562,12 +12562,12 @@ var ClassPUSB = &xenapi.Class{
 
 // USBGroup is a record of the XenAPI class USB_group.
 type USBGroup struct {
-	UUID            string            // uuid
-	NameLabel       string            // name_label
-	NameDescription string            // name_description
-	PUSBs           []xenapi.Ref      // PUSBs
-	VUSBs           []xenapi.Ref      // VUSBs
-	OtherConfig     map[string]string // other_config
+	UUID            string                     // uuid
+	NameLabel       string                     // name_label
+	NameDescription string                     // name_description
+	PUSBs           []xenapi.Ref               // PUSBs
+	VUSBs           []xenapi.Ref               // VUSBs
+	OtherConfig     xenapi.Map[string, string] // other_config
 }
 
 // NewUSBGroup returns a record holding the schema's defaults.
@@ -12684,13 +12684,13 @@ var ClassUSBGroup = &xenapi.Class{
 
 // VUSB is a record of the XenAPI class VUSB.
 type VUSB struct {
-	UUID              string                    // uuid
-	AllowedOperations []VUSBOperations          // allowed_operations
-	CurrentOperations map[string]VUSBOperations // current_operations
-	VM                xenapi.Ref                // VM
-	USBGroup          xenapi.Ref                // USB_group
-	OtherConfig       map[string]string         // other_config
-	CurrentlyAttached bool                      // currently_attached
+	UUID              string                             // uuid
+	AllowedOperations []VUSBOperations                   // allowed_operations
+	CurrentOperations xenapi.Map[string, VUSBOperations] // current_operations
+	VM                xenapi.Ref                         // VM
+	USBGroup          xenapi.Ref                         // USB_group
+	OtherConfig       xenapi.Map[string, string]         // other_config
+	CurrentlyAttached bool                               // currently_attached
 }
 
 // NewVUSB returns a record holding the schema's defaults.
@@ -12829,21 +12829,21 @@ var ClassVUSB = &xenapi.Class{
 
 // Cluster is a record of the XenAPI class Cluster.
 type Cluster struct {
-	UUID                    string                      // uuid
-	ClusterHosts            []xenapi.Ref                // cluster_hosts
-	PendingForget           []string                    // pending_forget
-	ClusterToken            string                      // cluster_token
-	ClusterStack            string                      // cluster_stack
-	IsQuorate               bool                        // is_quorate
-	Quorum                  int64                       // quorum
-	LiveHosts               int64                       // live_hosts
-	AllowedOperations       []ClusterOperation          // allowed_operations
-	CurrentOperations       map[string]ClusterOperation // current_operations
-	PoolAutoJoin            bool                        // pool_auto_join
-	TokenTimeout            float64                     // token_timeout
-	TokenTimeoutCoefficient float64                     // token_timeout_coefficient
-	ClusterConfig           map[string]string           // cluster_config
-	OtherConfig             map[string]string           // other_config
+	UUID                    string                               // uuid
+	ClusterHosts            []xenapi.Ref                         // cluster_hosts
+	PendingForget           []string                             // pending_forget
+	ClusterToken            string                               // cluster_token
+	ClusterStack            string                               // cluster_stack
+	IsQuorate               bool                                 // is_quorate
+	Quorum                  int64                                // quorum
+	LiveHosts               int64                                // live_hosts
+	AllowedOperations       []ClusterOperation                   // allowed_operations
+	CurrentOperations       xenapi.Map[string, ClusterOperation] // current_operations
+	PoolAutoJoin            bool                                 // pool_auto_join
+	TokenTimeout            float64                              // token_timeout
+	TokenTimeoutCoefficient float64                              // token_timeout_coefficient
+	ClusterConfig           xenapi.Map[string, string]           // cluster_config
+	OtherConfig             xenapi.Map[string, string]           // other_config
 }
 
 // NewCluster returns a record holding the schema's defaults.
@@ -13063,17 +13063,17 @@ var ClassCluster = &xenapi.Class{
 
 // ClusterHost is a record of the XenAPI class Cluster_host.
 type ClusterHost struct {
-	UUID              string                          // uuid
-	Cluster           xenapi.Ref                      // cluster
-	Host              xenapi.Ref                      // host
-	Enabled           bool                            // enabled
-	PIF               xenapi.Ref                      // PIF
-	Joined            bool                            // joined
-	Live              bool                            // live
-	LastUpdateLive    time.Time                       // last_update_live
-	AllowedOperations []ClusterHostOperation          // allowed_operations
-	CurrentOperations map[string]ClusterHostOperation // current_operations
-	OtherConfig       map[string]string               // other_config
+	UUID              string                                   // uuid
+	Cluster           xenapi.Ref                               // cluster
+	Host              xenapi.Ref                               // host
+	Enabled           bool                                     // enabled
+	PIF               xenapi.Ref                               // PIF
+	Joined            bool                                     // joined
+	Live              bool                                     // live
+	LastUpdateLive    time.Time                                // last_update_live
+	AllowedOperations []ClusterHostOperation                   // allowed_operations
+	CurrentOperations xenapi.Map[string, ClusterHostOperation] // current_operations
+	OtherConfig       xenapi.Map[string, string]               // other_config
 }
 
 // NewClusterHost returns a record holding the schema's defaults.
@@ -13572,14 +13572,14 @@ var ClassRepository = &xenapi.Class{
 
 // Observer is a record of the XenAPI class Observer.
 type Observer struct {
-	UUID            string            // uuid
-	NameLabel       string            // name_label
-	NameDescription string            // name_description
-	Hosts           []xenapi.Ref      // hosts
-	Attributes      map[string]string // attributes
-	Endpoints       []string          // endpoints
-	Components      []string          // components
-	Enabled         bool              // enabled
+	UUID            string                     // uuid
+	NameLabel       string                     // name_label
+	NameDescription string                     // name_description
+	Hosts           []xenapi.Ref               // hosts
+	Attributes      xenapi.Map[string, string] // attributes
+	Endpoints       []string                   // endpoints
+	Components      []string                   // components
+	Enabled         bool                       // enabled
 }
 
 // NewObserver returns a record holding the schema's defaults.

@@ -7,13 +7,13 @@ import (
 	"github.com/xenith/xenith/internal/xenapi"
 )
 
-func enc__string____string__map(e wire.Encoder, v map[string]string) {
-	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[string])
+func enc__string____string__map(e wire.Encoder, v xenapi.Map[string, string]) {
+	xenapi.EncStringMap(e, v)
 }
 func enc_string_set(e wire.Encoder, v []string)       { xenapi.EncSet(e, v, xenapi.EncStr[string]) }
 func enc_task_ref_set(e wire.Encoder, v []xenapi.Ref) { xenapi.EncSet(e, v, xenapi.EncRef) }
 
-var dec__string____string__map = xenapi.DecMap(xenapi.KeyString, xenapi.DecString)
+var dec__string____string__map = xenapi.DecStringMap
 var dec_string_set = xenapi.DecSet(xenapi.DecString)
 var dec_task_ref_set = xenapi.DecSet(xenapi.DecRef)
 
@@ -24,7 +24,7 @@ var dec_role_ref_set = xenapi.DecSet(xenapi.DecRef)
 func enc_enum_task_allowed_operations_set(e wire.Encoder, v []TaskAllowedOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[TaskAllowedOperations])
 }
-func enc__string____enum_task_allowed_operations__map(e wire.Encoder, v map[string]TaskAllowedOperations) {
+func enc__string____enum_task_allowed_operations__map(e wire.Encoder, v xenapi.Map[string, TaskAllowedOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[TaskAllowedOperations])
 }
 
@@ -34,14 +34,14 @@ var dec__string____enum_task_allowed_operations__map = xenapi.DecMap(xenapi.KeyS
 var dec_enum_task_status_type = xenapi.DecEnum(validTaskStatusType)
 var dec_enum_event_operation = xenapi.DecEnum(validEventOperation)
 
-func enc__string____blob_ref__map(e wire.Encoder, v map[string]xenapi.Ref) {
+func enc__string____blob_ref__map(e wire.Encoder, v xenapi.Map[string, xenapi.Ref]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncRef)
 }
 func enc_VDI_ref_set(e wire.Encoder, v []xenapi.Ref) { xenapi.EncSet(e, v, xenapi.EncRef) }
 func enc_enum_pool_allowed_operations_set(e wire.Encoder, v []PoolAllowedOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[PoolAllowedOperations])
 }
-func enc__string____enum_pool_allowed_operations__map(e wire.Encoder, v map[string]PoolAllowedOperations) {
+func enc__string____enum_pool_allowed_operations__map(e wire.Encoder, v xenapi.Map[string, PoolAllowedOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[PoolAllowedOperations])
 }
 func enc_Repository_ref_set(e wire.Encoder, v []xenapi.Ref) { xenapi.EncSet(e, v, xenapi.EncRef) }
@@ -76,7 +76,7 @@ var dec_host_ref_set = xenapi.DecSet(xenapi.DecRef)
 func enc_enum_vm_operations_set(e wire.Encoder, v []VMOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[VMOperations])
 }
-func enc__string____enum_vm_operations__map(e wire.Encoder, v map[string]VMOperations) {
+func enc__string____enum_vm_operations__map(e wire.Encoder, v xenapi.Map[string, VMOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[VMOperations])
 }
 func enc_console_ref_set(e wire.Encoder, v []xenapi.Ref)   { xenapi.EncSet(e, v, xenapi.EncRef) }
@@ -86,7 +86,7 @@ func enc_VUSB_ref_set(e wire.Encoder, v []xenapi.Ref)      { xenapi.EncSet(e, v,
 func enc_crashdump_ref_set(e wire.Encoder, v []xenapi.Ref) { xenapi.EncSet(e, v, xenapi.EncRef) }
 func enc_VTPM_ref_set(e wire.Encoder, v []xenapi.Ref)      { xenapi.EncSet(e, v, xenapi.EncRef) }
 func enc_VM_ref_set(e wire.Encoder, v []xenapi.Ref)        { xenapi.EncSet(e, v, xenapi.EncRef) }
-func enc__enum_vm_operations____string__map(e wire.Encoder, v map[VMOperations]string) {
+func enc__enum_vm_operations____string__map(e wire.Encoder, v xenapi.Map[VMOperations, string]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[VMOperations], xenapi.EncStr[string])
 }
 func enc_VGPU_ref_set(e wire.Encoder, v []xenapi.Ref) { xenapi.EncSet(e, v, xenapi.EncRef) }
@@ -116,13 +116,13 @@ var dec_enum_domain_type = xenapi.DecEnum(validDomainType)
 var dec_enum_update_guidances = xenapi.DecEnum(validUpdateGuidances)
 var dec_enum_update_guidances_set = xenapi.DecSet(dec_enum_update_guidances)
 
-func enc__int____float__map(e wire.Encoder, v map[int64]float64) {
+func enc__int____float__map(e wire.Encoder, v xenapi.Map[int64, float64]) {
 	xenapi.EncMap(e, v, xenapi.KeyIntOf, xenapi.EncFloat)
 }
-func enc__int____int__map(e wire.Encoder, v map[int64]int64) {
+func enc__int____int__map(e wire.Encoder, v xenapi.Map[int64, int64]) {
 	xenapi.EncMap(e, v, xenapi.KeyIntOf, xenapi.EncInt)
 }
-func enc__int____string_set__map(e wire.Encoder, v map[int64][]string) {
+func enc__int____string_set__map(e wire.Encoder, v xenapi.Map[int64, []string]) {
 	xenapi.EncMap(e, v, xenapi.KeyIntOf, enc_string_set)
 }
 
@@ -140,7 +140,7 @@ var dec_enum_vmss_frequency = xenapi.DecEnum(validVMSSFrequency)
 func enc_enum_vm_appliance_operation_set(e wire.Encoder, v []VMApplianceOperation) {
 	xenapi.EncSet(e, v, xenapi.EncStr[VMApplianceOperation])
 }
-func enc__string____enum_vm_appliance_operation__map(e wire.Encoder, v map[string]VMApplianceOperation) {
+func enc__string____enum_vm_appliance_operation__map(e wire.Encoder, v xenapi.Map[string, VMApplianceOperation]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[VMApplianceOperation])
 }
 
@@ -155,7 +155,7 @@ var dec_SR_ref_set = xenapi.DecSet(xenapi.DecRef)
 func enc_enum_host_allowed_operations_set(e wire.Encoder, v []HostAllowedOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[HostAllowedOperations])
 }
-func enc__string____enum_host_allowed_operations__map(e wire.Encoder, v map[string]HostAllowedOperations) {
+func enc__string____enum_host_allowed_operations__map(e wire.Encoder, v xenapi.Map[string, HostAllowedOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[HostAllowedOperations])
 }
 func enc_PIF_ref_set(e wire.Encoder, v []xenapi.Ref)            { xenapi.EncSet(e, v, xenapi.EncRef) }
@@ -189,10 +189,10 @@ var dec_enum_host_numa_affinity_policy = xenapi.DecEnum(validHostNUMAAffinityPol
 func enc_enum_network_operations_set(e wire.Encoder, v []NetworkOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[NetworkOperations])
 }
-func enc__string____enum_network_operations__map(e wire.Encoder, v map[string]NetworkOperations) {
+func enc__string____enum_network_operations__map(e wire.Encoder, v xenapi.Map[string, NetworkOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[NetworkOperations])
 }
-func enc__VIF_ref____string__map(e wire.Encoder, v map[xenapi.Ref]string) {
+func enc__VIF_ref____string__map(e wire.Encoder, v xenapi.Map[xenapi.Ref, string]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[xenapi.Ref], xenapi.EncStr[string])
 }
 func enc_enum_network_purpose_set(e wire.Encoder, v []NetworkPurpose) {
@@ -210,7 +210,7 @@ var dec_enum_network_purpose_set = xenapi.DecSet(dec_enum_network_purpose)
 func enc_enum_vif_operations_set(e wire.Encoder, v []VIFOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[VIFOperations])
 }
-func enc__string____enum_vif_operations__map(e wire.Encoder, v map[string]VIFOperations) {
+func enc__string____enum_vif_operations__map(e wire.Encoder, v xenapi.Map[string, VIFOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[VIFOperations])
 }
 
@@ -236,7 +236,7 @@ var dec_enum_pif_igmp_status = xenapi.DecEnum(validPIFIGMPStatus)
 var dec_network_sriov_ref_set = xenapi.DecSet(xenapi.DecRef)
 var dec_enum_bond_mode = xenapi.DecEnum(validBondMode)
 
-func enc__string____int__map(e wire.Encoder, v map[string]int64) {
+func enc__string____int__map(e wire.Encoder, v xenapi.Map[string, int64]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncInt)
 }
 
@@ -245,7 +245,7 @@ var dec__string____int__map = xenapi.DecMap(xenapi.KeyString, xenapi.DecInt)
 func enc_enum_storage_operations_set(e wire.Encoder, v []StorageOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[StorageOperations])
 }
-func enc__string____enum_storage_operations__map(e wire.Encoder, v map[string]StorageOperations) {
+func enc__string____enum_storage_operations__map(e wire.Encoder, v xenapi.Map[string, StorageOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[StorageOperations])
 }
 
@@ -257,7 +257,7 @@ var dec_enum_sr_health = xenapi.DecEnum(validSRHealth)
 func enc_enum_vdi_operations_set(e wire.Encoder, v []VDIOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[VDIOperations])
 }
-func enc__string____enum_vdi_operations__map(e wire.Encoder, v map[string]VDIOperations) {
+func enc__string____enum_vdi_operations__map(e wire.Encoder, v xenapi.Map[string, VDIOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[VDIOperations])
 }
 
@@ -270,7 +270,7 @@ var dec_enum_on_boot = xenapi.DecEnum(validOnBoot)
 func enc_enum_vbd_operations_set(e wire.Encoder, v []VBDOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[VBDOperations])
 }
-func enc__string____enum_vbd_operations__map(e wire.Encoder, v map[string]VBDOperations) {
+func enc__string____enum_vbd_operations__map(e wire.Encoder, v xenapi.Map[string, VBDOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[VBDOperations])
 }
 
@@ -283,7 +283,7 @@ var dec_enum_vbd_type = xenapi.DecEnum(validVBDType)
 func enc_enum_vtpm_operations_set(e wire.Encoder, v []VTPMOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[VTPMOperations])
 }
-func enc__string____enum_vtpm_operations__map(e wire.Encoder, v map[string]VTPMOperations) {
+func enc__string____enum_vtpm_operations__map(e wire.Encoder, v xenapi.Map[string, VTPMOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[VTPMOperations])
 }
 
@@ -297,7 +297,7 @@ var dec_enum_tunnel_protocol = xenapi.DecEnum(validTunnelProtocol)
 var dec_enum_sriov_configuration_mode = xenapi.DecEnum(validSRIOVConfigurationMode)
 
 func enc_VGPU_type_ref_set(e wire.Encoder, v []xenapi.Ref) { xenapi.EncSet(e, v, xenapi.EncRef) }
-func enc__VGPU_type_ref____int__map(e wire.Encoder, v map[xenapi.Ref]int64) {
+func enc__VGPU_type_ref____int__map(e wire.Encoder, v xenapi.Map[xenapi.Ref, int64]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[xenapi.Ref], xenapi.EncInt)
 }
 
@@ -326,7 +326,7 @@ var dec_enum_sdn_controller_protocol = xenapi.DecEnum(validSDNControllerProtocol
 func enc_enum_vusb_operations_set(e wire.Encoder, v []VUSBOperations) {
 	xenapi.EncSet(e, v, xenapi.EncStr[VUSBOperations])
 }
-func enc__string____enum_vusb_operations__map(e wire.Encoder, v map[string]VUSBOperations) {
+func enc__string____enum_vusb_operations__map(e wire.Encoder, v xenapi.Map[string, VUSBOperations]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[VUSBOperations])
 }
 
@@ -338,7 +338,7 @@ func enc_Cluster_host_ref_set(e wire.Encoder, v []xenapi.Ref) { xenapi.EncSet(e,
 func enc_enum_cluster_operation_set(e wire.Encoder, v []ClusterOperation) {
 	xenapi.EncSet(e, v, xenapi.EncStr[ClusterOperation])
 }
-func enc__string____enum_cluster_operation__map(e wire.Encoder, v map[string]ClusterOperation) {
+func enc__string____enum_cluster_operation__map(e wire.Encoder, v xenapi.Map[string, ClusterOperation]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[ClusterOperation])
 }
 
@@ -350,7 +350,7 @@ var dec__string____enum_cluster_operation__map = xenapi.DecMap(xenapi.KeyString,
 func enc_enum_cluster_host_operation_set(e wire.Encoder, v []ClusterHostOperation) {
 	xenapi.EncSet(e, v, xenapi.EncStr[ClusterHostOperation])
 }
-func enc__string____enum_cluster_host_operation__map(e wire.Encoder, v map[string]ClusterHostOperation) {
+func enc__string____enum_cluster_host_operation__map(e wire.Encoder, v xenapi.Map[string, ClusterHostOperation]) {
 	xenapi.EncMap(e, v, xenapi.KeyStrOf[string], xenapi.EncStr[ClusterHostOperation])
 }
 

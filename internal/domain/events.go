@@ -131,8 +131,8 @@ func (m *Manager) recordAgent(ref xenapi.Ref, rep *AgentReport) {
 			return nil // a late report from a guest that is gone
 		}
 		fill := func(g *api.VMGuestMetrics) {
-			g.OSVersion, g.Networks, g.PVDriversVersion = rep.OSVersion, rep.Networks, rep.PVDrivers
-			g.Disks, g.Other, g.Live = rep.Disks, rep.Other, rep.Live
+			g.OSVersion, g.Networks, g.PVDriversVersion = xenapi.MapOf(rep.OSVersion), xenapi.MapOf(rep.Networks), xenapi.MapOf(rep.PVDrivers)
+			g.Disks, g.Other, g.Live = xenapi.MapOf(rep.Disks), xenapi.MapOf(rep.Other), rep.Live
 			g.PVDriversUpToDate = len(rep.PVDrivers) > 0
 			g.PVDriversDetected = len(rep.PVDrivers) > 0
 			if rep.CanUseHotplug {

@@ -102,7 +102,7 @@ func (m *Manager) begin(ctx context.Context, ref xenapi.Ref, op api.VMOperations
 			if err := CheckOperation(ref, vm, op); err != nil {
 				return err
 			}
-			vm.CurrentOperations = map[string]api.VMOperations{opID: op}
+			vm.CurrentOperations = xenapi.Map[string, api.VMOperations]{{Key: opID, Value: op}}
 			vm.AllowedOperations = nil
 			c := *vm
 			snapshot = &c
@@ -120,7 +120,7 @@ func CheckOperation(ref xenapi.Ref, vm *api.VM, op api.VMOperations) error {
 	if vm.IsControlDomain {
 		return xenapi.NewError(api.ErrOperationNotAllowed, "the control domain cannot be "+string(op)+"ed")
 	}
-	for id, cur := range vm.CurrentOperations {
+	for id, cur := range vm.CurrentOperations.All() {
 		return xenapi.NewError(api.ErrOtherOperationInProgress, "VM", string(ref), string(cur), id)
 	}
 	if !fromAllowed(vm, op) {
@@ -137,16 +137,10 @@ func (m *Manager) end(ref xenapi.Ref, opID string) {
 		}
 		return tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
 			vm := r.(*api.VM)
-			ops := make(map[string]api.VMOperations, len(vm.CurrentOperations))
-			for k, v := range vm.CurrentOperations {
-				if k != opID {
-					ops[k] = v
-				}
+			vm.CurrentOperations = vm.CurrentOperations.Without(opID)
+			if len(vm.CurrentOperations) == 0 {
+				vm.CurrentOperations = nil
 			}
-			if len(ops) == 0 {
-				ops = nil
-			}
-			vm.CurrentOperations = ops
 			vm.AllowedOperations = AllowedOperations(vm)
 			return nil
 		})
@@ -427,9 +421,9 @@ func (m *Manager) spec(ref xenapi.Ref, vm *api.VM) (Spec, error) {
 		UUID: vm.UUID, Name: vm.NameLabel,
 		MemoryStaticMax: vm.MemoryStaticMax, MemoryTarget: vm.MemoryDynamicMax,
 		VCPUsMax: int(vm.VCPUsMax), VCPUs: int(vm.VCPUsAtStartup),
-		HVM: vm.HVMBootPolicy != "", BootOrder: vm.HVMBootParams["order"],
+		HVM: vm.HVMBootPolicy != "", BootOrder: vm.HVMBootParams.Get("order"),
 		Kernel: vm.PVKernel, Ramdisk: vm.PVRamdisk, Args: vm.PVArgs,
-		Platform: vm.Platform,
+		Platform: vm.Platform.Go(),
 	}
 	if s.VCPUs <= 0 {
 		s.VCPUs = 1
@@ -483,10 +477,10 @@ func (m *Manager) vdiPath(ref xenapi.Ref) (string, string) {
 		return "", ""
 	}
 	sr := srRow.Rec.(*api.SR)
-	conf := storage.SR{UUID: sr.UUID, SMConfig: sr.SMConfig}
+	conf := storage.SR{UUID: sr.UUID, SMConfig: sr.SMConfig.Go()}
 	for _, pbdRef := range sr.PBDs {
 		if pbd, err := m.st.Get(api.ClassPBD, pbdRef); err == nil {
-			conf.DeviceConfig = pbd.Rec.(*api.PBD).DeviceConfig
+			conf.DeviceConfig = pbd.Rec.(*api.PBD).DeviceConfig.Go()
 			break
 		}
 	}

@@ -169,15 +169,15 @@ func create(ctx context.Context, st *store.Store, opts Options) (xenapi.Ref, err
 		host.APIVersionMajor, host.APIVersionMinor = APIVersionMajor, APIVersionMinor
 		host.APIVersionVendor = "XenSource"
 		host.Enabled = true
-		host.SoftwareVersion = softwareVersion(opts)
-		host.CPUInfo = cpuInfo(info)
+		host.SoftwareVersion = xenapi.MapOf(softwareVersion(opts))
+		host.CPUInfo = xenapi.MapOf(cpuInfo(info))
 		host.Metrics = hmRef
 		host.Capabilities = []string{"xen-3.0-x86_64", "xen-3.0-x86_32p", "hvm-3.0-x86_32", "hvm-3.0-x86_32p", "hvm-3.0-x86_64"}
 		host.SchedPolicy = "credit"
 		host.SupportedBootloaders = []string{"pygrub", "eliloader"}
-		host.OtherConfig = map[string]string{"agent_start_time": strconv.FormatInt(now.Unix(), 10) + "."}
+		host.OtherConfig = xenapi.MapOf(map[string]string{"agent_start_time": strconv.FormatInt(now.Unix(), 10) + "."})
 		host.Edition = "xenith"
-		host.BIOSStrings = map[string]string{"system-manufacturer": "Xenith", "system-product-name": "Xenith host"}
+		host.BIOSStrings = xenapi.MapOf(map[string]string{"system-manufacturer": "Xenith", "system-product-name": "Xenith host"})
 		hostRef, err = tx.Create(host)
 		if err != nil {
 			return err
@@ -256,7 +256,7 @@ func create(ctx context.Context, st *store.Store, opts Options) (xenapi.Ref, err
 		sr.NameLabel, sr.NameDescription = "Local storage", "Files in "+srDir
 		sr.Type, sr.ContentType = "file", "user"
 		sr.PhysicalSize, sr.PhysicalUtilisation = srTotal, srTotal-srFree
-		sr.OtherConfig = map[string]string{"i18n-key": "local-storage"}
+		sr.OtherConfig = xenapi.MapOf(map[string]string{"i18n-key": "local-storage"})
 		srRef, err := tx.Create(sr)
 		if err != nil {
 			return err
@@ -264,7 +264,7 @@ func create(ctx context.Context, st *store.Store, opts Options) (xenapi.Ref, err
 		pbd := api.NewPBD()
 		pbd.UUID = stableUUID(seed, "pbd/local")
 		pbd.Host, pbd.SR = hostRef, srRef
-		pbd.DeviceConfig = map[string]string{"path": srDir}
+		pbd.DeviceConfig = xenapi.MapOf(map[string]string{"path": srDir})
 		pbd.CurrentlyAttached = true
 		if _, err := tx.Create(pbd); err != nil {
 			return err
@@ -311,8 +311,8 @@ func create(ctx context.Context, st *store.Store, opts Options) (xenapi.Ref, err
 		pool.UUID = stableUUID(seed, "pool")
 		pool.Master = hostRef
 		pool.DefaultSR, pool.SuspendImageSR, pool.CrashDumpSR = srRef, srRef, srRef
-		pool.CPUInfo = cpuInfo(info)
-		pool.OtherConfig = map[string]string{"memory-ratio-hvm": "0.25", "memory-ratio-pv": "0.25"}
+		pool.CPUInfo = xenapi.MapOf(cpuInfo(info))
+		pool.OtherConfig = xenapi.MapOf(map[string]string{"memory-ratio-hvm": "0.25", "memory-ratio-pv": "0.25"})
 		if _, err = tx.Create(pool); err != nil {
 			return err
 		}
@@ -328,12 +328,11 @@ func refresh(ctx context.Context, st *store.Store, hostRef xenapi.Ref, opts Opti
 		var metrics xenapi.Ref
 		if err := tx.Modify(api.ClassHost, hostRef, func(r xenapi.Record) error {
 			h := r.(*api.Host)
-			h.SoftwareVersion = softwareVersion(opts)
+			h.SoftwareVersion = xenapi.MapOf(softwareVersion(opts))
 			if opts.Info.Address != "" {
 				h.Address = opts.Info.Address
 			}
-			h.OtherConfig = copyMap(h.OtherConfig)
-			h.OtherConfig["agent_start_time"] = strconv.FormatInt(time.Now().Unix(), 10) + "."
+			h.OtherConfig = h.OtherConfig.With("agent_start_time", strconv.FormatInt(time.Now().Unix(), 10)+".")
 			metrics = h.Metrics
 			return nil
 		}); err != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/xenith/xenith/internal/xenapi"
+
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/store"
@@ -58,21 +60,21 @@ func templateRecord(t templateSpec) *api.VM {
 	vm.ActionsAfterShutdown, vm.ActionsAfterReboot = api.OnNormalExitDestroy, api.OnNormalExitRestart
 	vm.ActionsAfterCrash = api.OnCrashBehaviourRestart
 	vm.HVMBootPolicy = "BIOS order"
-	vm.HVMBootParams = map[string]string{"order": "cdn"}
+	vm.HVMBootParams = xenapi.MapOf(map[string]string{"order": "cdn"})
 	vm.DomainType = api.DomainTypeHVM
-	vm.Platform = map[string]string{"acpi": "1", "apic": "true", "pae": "true", "nx": "true", "device-model": "qemu-upstream-compat"}
+	vm.Platform = xenapi.MapOf(map[string]string{"acpi": "1", "apic": "true", "pae": "true", "nx": "true", "device-model": "qemu-upstream-compat"})
 	if t.viridian {
-		vm.Platform["viridian"] = "true"
+		vm.Platform = vm.Platform.With("viridian", "true")
 	}
-	vm.OtherConfig = map[string]string{
+	vm.OtherConfig = xenapi.MapOf(map[string]string{
 		"default_template": "true",
 		"install-methods":  "cdrom",
 		"disks": fmt.Sprintf(`<provision><disk device="0" size="%d" sr="" bootable="true" type="system"/></provision>`,
 			t.diskSize),
 		"linux_template": strconv.FormatBool(!t.windows && t.distro != ""),
-	}
+	})
 	if t.distro != "" {
-		vm.OtherConfig["install-distro"] = t.distro
+		vm.OtherConfig = vm.OtherConfig.With("install-distro", t.distro)
 	}
 	vm.Recommendations = fmt.Sprintf(`<restrictions><restriction field="memory-static-max" max="%d"/>`+
 		`<restriction field="vcpus-max" max="32"/><restriction property="number-of-vbds" max="255"/>`+

@@ -187,7 +187,7 @@ func TestPersistenceAcrossReopen(t *testing.T) {
 	}
 	vm := api.NewVM()
 	vm.NameLabel = "persist me"
-	vm.OtherConfig = map[string]string{"k": "v"}
+	vm.OtherConfig = xenapi.MapOf(map[string]string{"k": "v"})
 	vm.MemoryStaticMax = 1 << 30
 	ref := mustCreate(t, s, vm)
 	vbd := api.NewVBD()
@@ -211,7 +211,7 @@ func TestPersistenceAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := row.Rec.(*api.VM)
-	if got.NameLabel != "persist me" || got.OtherConfig["k"] != "v" || got.MemoryStaticMax != 1<<30 ||
+	if got.NameLabel != "persist me" || got.OtherConfig.Get("k") != "v" || got.MemoryStaticMax != 1<<30 ||
 		got.UUID != vm.UUID || !slices.Equal(got.VBDs, []xenapi.Ref{vbdRef}) || got.ResidentOn != xenapi.NullRef {
 		t.Fatalf("reloaded record = %+v", got)
 	}

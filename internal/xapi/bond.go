@@ -87,7 +87,7 @@ func (s *Server) bondCreate(ctx context.Context, c *Call) (Result, error) {
 	var bond xenapi.Ref
 	err := s.store.Update(ctx, func(tx *store.Tx) error {
 		var err error
-		bond, err = createBond(tx, net, members, mac, mode, netStringMap(c.Arg(4)))
+		bond, err = createBond(tx, net, members, mac, mode, netStringMap(c.Arg(4)).Go())
 		return err
 	})
 	if err != nil {
@@ -183,7 +183,7 @@ func createBond(tx *store.Tx, net xenapi.Ref, members []xenapi.Ref, mac string, 
 		}
 	}
 	for _, p := range pifs[1:] {
-		if !maps.Equal(p.Properties, pifs[0].Properties) {
+		if !slices.Equal(p.Properties, pifs[0].Properties) {
 			return "", xenapi.NewError(api.ErrIncompatiblePIFProperties)
 		}
 	}
@@ -217,13 +217,13 @@ func createBond(tx *store.Tx, net xenapi.Ref, members []xenapi.Ref, mac string, 
 	mp.MTU, mp.VLAN, mp.Metrics = mtu, -1, metrics
 	mp.Physical, mp.CurrentlyAttached = false, false
 	mp.PrimaryAddressType = addrType
-	mp.Properties = maps.Clone(pifs[0].Properties)
+	mp.Properties = pifs[0].Properties
 	master, err := tx.Create(mp)
 	if err != nil {
 		return "", err
 	}
 	b := api.NewBond()
-	b.Master, b.PrimarySlave, b.Mode, b.Properties = master, members[primary], mode, props
+	b.Master, b.PrimarySlave, b.Mode, b.Properties = master, members[primary], mode, xenapi.MapOf(props)
 	b.AutoUpdateMAC = autoUpdateMAC
 	bond, err := tx.Create(b)
 	if err != nil {
@@ -497,12 +497,12 @@ func setBondMode(tx *store.Tx, c *Call) error {
 		b := r.(*api.Bond)
 		reqs := bondProperties(mode)
 		kept := map[string]string{}
-		for k, v := range b.Properties {
+		for k, v := range b.Properties.All() {
 			if checkBondProperty(reqs, k, v) == nil {
 				kept[k] = v
 			}
 		}
-		b.Mode, b.Properties = mode, addBondDefaults(reqs, kept)
+		b.Mode, b.Properties = mode, xenapi.MapOf(addBondDefaults(reqs, kept))
 		return nil
 	})
 }
@@ -515,12 +515,7 @@ func setBondProperty(tx *store.Tx, c *Call) error {
 		if err := checkBondProperty(bondProperties(b.Mode), name, value); err != nil {
 			return err
 		}
-		props := maps.Clone(b.Properties)
-		if props == nil {
-			props = map[string]string{}
-		}
-		props[name] = value
-		b.Properties = props
+		b.Properties = b.Properties.With(name, value)
 		return nil
 	})
 }

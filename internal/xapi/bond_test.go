@@ -13,7 +13,7 @@ import (
 // getMap reads a (string -> string) map field through the API.
 func (n *netT) getMap(t *testing.T, class, ref, name string) map[string]string {
 	t.Helper()
-	return netStringMap(n.do(t, class+".get_"+name, ref))
+	return netStringMap(n.do(t, class+".get_"+name, ref)).Go()
 }
 
 func TestBondCreateErrors(t *testing.T) {

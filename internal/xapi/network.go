@@ -107,7 +107,7 @@ func (s *Server) registerNetworkHooks() {
 			if pifs := networkPIFs(tx, ref); len(pifs) > 0 {
 				return xenapi.NewError(api.ErrNetworkContainsPIF, netRefStrings(pifs)...)
 			}
-			if b, err := strconv.ParseBool(n.OtherConfig[isHostInternalManagementNetwork]); err == nil && b {
+			if b, err := strconv.ParseBool(n.OtherConfig.Get(isHostInternalManagementNetwork)); err == nil && b {
 				return xenapi.NewError(api.ErrCannotDestroySystemNetwork, string(ref))
 			}
 			// The network's VIFs go with it, as in xapi.
@@ -245,7 +245,7 @@ func assertCanSeeNetworks(tx *store.Tx, vm, host xenapi.Ref, nets []xenapi.Ref) 
 					available = true
 				}
 			}
-		case n.OtherConfig["assume_network_is_shared"] == "true", !n.Managed:
+		case n.OtherConfig.Get("assume_network_is_shared") == "true", !n.Managed:
 			available = true
 		default:
 			pinned := false

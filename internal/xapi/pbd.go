@@ -22,8 +22,8 @@ func (s *Server) registerPBDHandlers() {
 }
 
 // pbdCheckDeviceConfig refuses the key xapi keeps for itself.
-func pbdCheckDeviceConfig(dc map[string]string) error {
-	if v, ok := dc["SRmaster"]; ok {
+func pbdCheckDeviceConfig(dc xenapi.Map[string, string]) error {
+	if v, ok := dc.Lookup("SRmaster"); ok {
 		return xenapi.NewError(api.ErrValueNotSupported, "SRmaster", v, "This key is for internal use only")
 	}
 	return nil
@@ -58,10 +58,10 @@ func (s *Server) pbdCreate(ctx context.Context, c *Call) (Result, error) {
 			pbd.Host, pbd.SR = want.Host, want.SR
 			pbd.DeviceConfig, pbd.OtherConfig = want.DeviceConfig, want.OtherConfig
 			if pbd.DeviceConfig == nil {
-				pbd.DeviceConfig = map[string]string{}
+				pbd.DeviceConfig = nil
 			}
 			if pbd.OtherConfig == nil {
-				pbd.OtherConfig = map[string]string{}
+				pbd.OtherConfig = nil
 			}
 			if ref, err = tx.Create(pbd); err != nil {
 				return err
@@ -106,7 +106,7 @@ func pbdDriver(sr *api.SR, pbd *api.PBD) (storage.Driver, error) {
 	if kind == nil {
 		return nil, xenapi.NewError(api.ErrSRUnknownDriver, sr.Type)
 	}
-	drv, err := kind.Open(storage.SR{UUID: sr.UUID, DeviceConfig: pbd.DeviceConfig, SMConfig: sr.SMConfig})
+	drv, err := kind.Open(storage.SR{UUID: sr.UUID, DeviceConfig: pbd.DeviceConfig.Go(), SMConfig: sr.SMConfig.Go()})
 	if err != nil {
 		return nil, storageError(err, pbd.SR, "")
 	}

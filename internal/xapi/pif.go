@@ -2,7 +2,6 @@ package xapi
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"strings"
 
@@ -362,7 +361,7 @@ func assertNetworkHasNoVIFsInUse(tx *store.Tx, host, net xenapi.Ref) error {
 			continue
 		}
 		vm := m.(*api.VM)
-		for _, op := range vif.CurrentOperations {
+		for _, op := range vif.CurrentOperations.All() {
 			if op == api.VIFOperationsAttach && (vm.ResidentOn == host || vm.ScheduledToBeResidentOn == host) {
 				return xenapi.NewError(api.ErrVIFInUse, string(net), string(v))
 			}
@@ -510,17 +509,13 @@ func setPIFProperty(tx *store.Tx, c *Call) error {
 	if (bond.IsNull() && !p.Physical) || !p.BondSlaveOf.IsNull() {
 		return xenapi.NewError(api.ErrCannotChangePIFProperties, string(ref))
 	}
-	props := maps.Clone(p.Properties)
-	if props == nil {
-		props = map[string]string{}
-	}
-	props[name] = value
+	props := p.Properties.With(name, value)
 	targets := []xenapi.Ref{ref}
 	if !bond.IsNull() {
 		targets = append(targets, bondSlaves(tx, bond)...)
 	}
 	for _, t := range targets {
-		if err := modifyPIF(tx, t, func(p *api.PIF) { p.Properties = maps.Clone(props) }); err != nil {
+		if err := modifyPIF(tx, t, func(p *api.PIF) { p.Properties = props }); err != nil {
 			return err
 		}
 	}
@@ -684,10 +679,7 @@ func (s *Server) pifDBIntroduce(ctx context.Context, c *Call) (Result, error) {
 }
 
 // netStringMap reads a (string -> string) map argument.
-func netStringMap(v wire.Value) map[string]string {
-	out := make(map[string]string, len(v.Struct))
-	for _, m := range v.Struct {
-		out[m.Name] = m.Value.Str
-	}
-	return out
+func netStringMap(v wire.Value) xenapi.Map[string, string] {
+	m, _ := xenapi.DecStringMap(v)
+	return m
 }

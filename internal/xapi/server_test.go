@@ -506,7 +506,7 @@ func TestLargeAnswersStream(t *testing.T) {
 		for i := 0; i < n; i++ {
 			vm := api.NewVM()
 			vm.NameLabel = "bulk"
-			vm.OtherConfig = map[string]string{"i": strings.Repeat("x", 200)}
+			vm.OtherConfig = xenapi.MapOf(map[string]string{"i": strings.Repeat("x", 200)})
 			if _, err := tx.Create(vm); err != nil {
 				return err
 			}

@@ -320,7 +320,7 @@ func (s *Server) subjectOf(user string) (xenapi.Ref, xenapi.Role, bool) {
 	id := "local:" + user
 	for _, row := range s.store.All(api.ClassSubject) {
 		subj := row.Rec.(*api.Subject)
-		if subj.SubjectIdentifier != id && subj.OtherConfig["subject-name"] != user {
+		if subj.SubjectIdentifier != id && subj.OtherConfig.Get("subject-name") != user {
 			continue
 		}
 		var roles xenapi.Role

@@ -72,7 +72,7 @@ func (s *Server) srCreate(ctx context.Context, c *Call) (Result, error) {
 		contentType = kind.ContentType
 	}
 	id := uuid.NewString()
-	drv, err := kind.Open(storage.SR{UUID: id, DeviceConfig: dc, SMConfig: smConfig})
+	drv, err := kind.Open(storage.SR{UUID: id, DeviceConfig: dc.Go(), SMConfig: smConfig.Go()})
 	if err != nil {
 		return nil, storageError(err, "", "")
 	}
@@ -97,7 +97,7 @@ func (s *Server) srCreate(ctx context.Context, c *Call) (Result, error) {
 		sr.NameLabel, sr.NameDescription = name, desc
 		sr.Type, sr.ContentType, sr.Shared = typ, contentType, shared
 		sr.SMConfig = smConfig
-		sr.OtherConfig = map[string]string{}
+		sr.OtherConfig = nil
 		var err error
 		if ref, err = tx.Create(sr); err != nil {
 			return err
@@ -110,7 +110,7 @@ func (s *Server) srCreate(ctx context.Context, c *Call) (Result, error) {
 			pbd := api.NewPBD()
 			pbd.Host, pbd.SR = h, ref
 			pbd.DeviceConfig = dc
-			pbd.OtherConfig = map[string]string{}
+			pbd.OtherConfig = nil
 			pbd.CurrentlyAttached = h == s.hostRef || h == host
 			if _, err := tx.Create(pbd); err != nil {
 				return err
@@ -136,7 +136,7 @@ func (s *Server) srCreate(ctx context.Context, c *Call) (Result, error) {
 // srAssertNewDirectory refuses a second file SR on a directory another SR
 // uses: both would claim the same VDI files. (xapi's file SR avoids this by
 // keeping each SR in a subdirectory named by its uuid.)
-func (s *Server) srAssertNewDirectory(typ string, dc map[string]string) error {
+func (s *Server) srAssertNewDirectory(typ string, dc xenapi.Map[string, string]) error {
 	if typ != file.Kind.Type {
 		return nil
 	}
@@ -156,10 +156,10 @@ func (s *Server) srAssertNewDirectory(typ string, dc map[string]string) error {
 }
 
 // pbdDirectory is the directory a file or iso SR's device_config names.
-func pbdDirectory(dc map[string]string) string {
-	d := dc["path"]
+func pbdDirectory(dc xenapi.Map[string, string]) string {
+	d := dc.Get("path")
 	if d == "" {
-		d = dc["location"]
+		d = dc.Get("location")
 	}
 	if d == "" {
 		return ""
@@ -185,7 +185,7 @@ func (s *Server) srIntroduce(ctx context.Context, c *Call) (Result, error) {
 		sr.NameLabel, sr.NameDescription = c.Str(1), c.Str(2)
 		sr.Type, sr.ContentType, sr.Shared = strings.ToLower(c.Str(3)), c.Str(4), c.Bool(5)
 		sr.SMConfig = stoMap(c.Arg(6))
-		sr.OtherConfig = map[string]string{}
+		sr.OtherConfig = nil
 		sr.PhysicalSize, sr.PhysicalUtilisation = -1, -1
 		var err error
 		if ref, err = tx.Create(sr); err != nil {
@@ -227,7 +227,7 @@ func (s *Server) srDestroy(ctx context.Context, c *Call) (Result, error) {
 				return err
 			}
 			sr := r.(*api.SR)
-			if sr.OtherConfig["indestructible"] == "true" {
+			if sr.OtherConfig.Get("indestructible") == "true" {
 				return xenapi.NewError(api.ErrSRIndestructible, string(ref))
 			}
 			for h, hr := range tx.All(api.ClassHost) {
@@ -311,9 +311,8 @@ func (s *Server) srScan(ctx context.Context, c *Call) (Result, error) {
 			}
 			return tx.Modify(api.ClassSR, ref, func(r xenapi.Record) error {
 				sr := r.(*api.SR)
-				if _, dirty := sr.OtherConfig["dirty"]; dirty {
-					sr.OtherConfig = stoCloneMap(sr.OtherConfig)
-					delete(sr.OtherConfig, "dirty")
+				if _, dirty := sr.OtherConfig.Lookup("dirty"); dirty {
+					sr.OtherConfig = sr.OtherConfig.Without("dirty")
 				}
 				return nil
 			})
@@ -383,7 +382,7 @@ func srApplyScan(tx *store.Tx, srRef xenapi.Ref, infos []storage.VDIInfo, st sto
 		vdi.ReadOnly = info.ReadOnly
 		vdi.VirtualSize, vdi.PhysicalUtilisation = info.VirtualSize, info.PhysicalUtilisation
 		vdi.SMConfig = vdiSMConfig(nil, info.Format)
-		vdi.OtherConfig, vdi.XenstoreData = map[string]string{}, map[string]string{}
+		vdi.OtherConfig, vdi.XenstoreData = nil, nil
 		ref, err := tx.Create(vdi)
 		if err != nil {
 			return err
@@ -557,10 +556,3 @@ func refreshSROps(tx *store.Tx, ref xenapi.Ref) error {
 	})
 }
 
-func stoCloneMap(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m)+1)
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}

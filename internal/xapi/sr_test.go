@@ -625,7 +625,7 @@ func TestStaleOperationsClearedAtStart(t *testing.T) {
 			sr = ref
 		}
 		if err := tx.Modify(api.ClassSR, sr, func(r xenapi.Record) error {
-			r.(*api.SR).CurrentOperations = map[string]api.StorageOperations{"OpaqueRef:dead": api.StorageOperationsScan}
+			r.(*api.SR).CurrentOperations = xenapi.MapOf(map[string]api.StorageOperations{"OpaqueRef:dead": api.StorageOperationsScan})
 			return nil
 		}); err != nil {
 			return err

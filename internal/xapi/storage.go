@@ -3,8 +3,6 @@ package xapi
 import (
 	"context"
 	"errors"
-	"maps"
-	"slices"
 	"strconv"
 	"time"
 
@@ -60,11 +58,8 @@ func storageError(err error, sr, vdi xenapi.Ref) error {
 }
 
 // stoMap reads a (string -> string) map argument.
-func stoMap(v wire.Value) map[string]string {
-	m, _ := xenapi.DecMap(xenapi.KeyString, xenapi.DecString)(v)
-	if m == nil {
-		m = map[string]string{}
-	}
+func stoMap(v wire.Value) xenapi.Map[string, string] {
+	m, _ := xenapi.DecStringMap(v)
 	return m
 }
 
@@ -133,7 +128,7 @@ func (s *Server) srDriver(srRef xenapi.Ref, attached bool) (storage.Driver, *api
 	if kind == nil {
 		return nil, nil, xenapi.NewError(api.ErrSRUnknownDriver, sr.Type)
 	}
-	drv, err := kind.Open(storage.SR{UUID: sr.UUID, DeviceConfig: pbd.DeviceConfig, SMConfig: sr.SMConfig})
+	drv, err := kind.Open(storage.SR{UUID: sr.UUID, DeviceConfig: pbd.DeviceConfig.Go(), SMConfig: sr.SMConfig.Go()})
 	if err != nil {
 		return nil, nil, storageError(err, srRef, "")
 	}
@@ -264,24 +259,16 @@ func stoSetCurrentOp(tx *store.Tx, o stoOp, key string, add bool) error {
 	return tx.Modify(o.class, o.ref, func(r xenapi.Record) error {
 		switch rec := r.(type) {
 		case *api.SR:
-			rec.CurrentOperations = maps.Clone(rec.CurrentOperations)
 			if add {
-				if rec.CurrentOperations == nil {
-					rec.CurrentOperations = map[string]api.StorageOperations{}
-				}
-				rec.CurrentOperations[key] = api.StorageOperations(o.op)
+				rec.CurrentOperations = rec.CurrentOperations.With(key, api.StorageOperations(o.op))
 			} else {
-				delete(rec.CurrentOperations, key)
+				rec.CurrentOperations = rec.CurrentOperations.Without(key)
 			}
 		case *api.VDI:
-			rec.CurrentOperations = maps.Clone(rec.CurrentOperations)
 			if add {
-				if rec.CurrentOperations == nil {
-					rec.CurrentOperations = map[string]api.VDIOperations{}
-				}
-				rec.CurrentOperations[key] = api.VDIOperations(o.op)
+				rec.CurrentOperations = rec.CurrentOperations.With(key, api.VDIOperations(o.op))
 			} else {
-				delete(rec.CurrentOperations, key)
+				rec.CurrentOperations = rec.CurrentOperations.Without(key)
 			}
 		}
 		return nil
@@ -310,10 +297,8 @@ func stoRefresh(tx *store.Tx, c *xenapi.Class, ref xenapi.Ref) error {
 
 // firstCurrentOp picks the current operation an OTHER_OPERATION_IN_PROGRESS
 // error names: the smallest by operation then key, so the choice is stable.
-func firstCurrentOp[T ~string](ops map[string]T, skip func(T) bool) (key string, op T, ok bool) {
-	keys := slices.Sorted(maps.Keys(ops))
-	for _, k := range keys {
-		o := ops[k]
+func firstCurrentOp[T ~string](ops xenapi.Map[string, T], skip func(T) bool) (key string, op T, ok bool) {
+	for k, o := range ops.All() {
 		if skip != nil && skip(o) {
 			continue
 		}

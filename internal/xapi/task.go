@@ -205,7 +205,7 @@ func (s *Server) taskCancel(ctx context.Context, c *Call) (Result, error) {
 		return tx.Modify(api.ClassTask, ref, func(r xenapi.Record) error {
 			rec := r.(*api.Task)
 			rec.Status = api.TaskStatusTypeCancelling
-			rec.CurrentOperations = map[string]api.TaskAllowedOperations{string(c.Session.Ref): api.TaskAllowedOperationsCancel}
+			rec.CurrentOperations = xenapi.MapOf(map[string]api.TaskAllowedOperations{string(c.Session.Ref): api.TaskAllowedOperationsCancel})
 			return nil
 		})
 	})

@@ -3,7 +3,6 @@ package xapi
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,15 +142,15 @@ func (s *Server) vbdCreate(ctx context.Context, c *Call) (Result, error) {
 		}
 		vbd.Bootable, vbd.Mode, vbd.Type = want.Bootable, want.Mode, want.Type
 		vbd.Unpluggable, vbd.Empty = want.Unpluggable, want.Empty
-		vbd.OtherConfig = stoCloneMap(want.OtherConfig)
+		vbd.OtherConfig = want.OtherConfig
 		// The SR may choose the backend of the VDI's VBDs.
 		if vdi != nil && !want.Empty {
-			if kind, ok := vdi.SMConfig["backend-kind"]; ok {
-				vbd.OtherConfig["backend-kind"] = kind
+			if kind, ok := vdi.SMConfig.Lookup("backend-kind"); ok {
+				vbd.OtherConfig = vbd.OtherConfig.With("backend-kind", kind)
 			}
 		}
 		vbd.QosAlgorithmType = want.QosAlgorithmType
-		vbd.QosAlgorithmParams = orEmpty(want.QosAlgorithmParams)
+		vbd.QosAlgorithmParams = want.QosAlgorithmParams
 		if ref, err = tx.Create(vbd); err != nil {
 			return err
 		}
@@ -459,8 +458,8 @@ func vbdOpTable(tx *store.Tx, ref xenapi.Ref, vbd *api.VBD, expensive bool) opsT
 		}
 		t.set(xenapi.NewError(api.ErrVMBadPowerState, string(vbd.VM), "running", domain.LowerState(power)), bad...)
 	}
-	for _, key := range slices.Sorted(maps.Keys(vm.CurrentOperations)) {
-		switch op := vm.CurrentOperations[key]; op {
+	for _, op := range vm.CurrentOperations.All() {
+		switch op {
 		case api.VMOperationsCleanShutdown, api.VMOperationsHardShutdown, api.VMOperationsSuspend, api.VMOperationsPause:
 			t.set(xenapi.NewError(api.ErrOperationNotAllowed, "Current operation on VM:"+string(vbd.VM)+" is "+string(op)),
 				api.VBDOperationsPlug, api.VBDOperationsUnplug)
@@ -546,7 +545,7 @@ func vbdOpTable(tx *store.Tx, ref xenapi.Ref, vbd *api.VBD, expensive bool) opsT
 // vbdSystemDomain: the control domain and VMs marked as system domains
 // may share disks.
 func vbdSystemDomain(vm *api.VM) bool {
-	return vm.IsControlDomain || vm.OtherConfig["is_system_domain"] == "true"
+	return vm.IsControlDomain || vm.OtherConfig.Get("is_system_domain") == "true"
 }
 
 // refreshVBDOps recomputes VBD.allowed_operations.

@@ -98,7 +98,7 @@ func TestVBDCreateChecks(t *testing.T) {
 	e.do("VBD.create", vbdRecord(vm, ro, "1", "Disk", "RO", false))
 	// A VM being migrated takes no new VBDs.
 	e.setVM(vm, func(v *api.VM) {
-		v.CurrentOperations = map[string]api.VMOperations{"OpaqueRef:mig": api.VMOperationsPoolMigrate}
+		v.CurrentOperations = xenapi.MapOf(map[string]api.VMOperations{"OpaqueRef:mig": api.VMOperationsPoolMigrate})
 	})
 	e.wantCall(api.ErrOtherOperationInProgress, []string{"VM", vm.Str, "pool_migrate", "OpaqueRef:mig"}, "VBD.create", vbdRecord(vm, rw, "2", "Disk", "RW", false))
 	e.setVM(vm, func(v *api.VM) { v.CurrentOperations = nil })

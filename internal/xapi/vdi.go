@@ -41,27 +41,19 @@ func (s *Server) registerVDIHandlers() {
 
 // vdiFormat is the image format a VDI.create asks for in its sm_config
 // ("image-format", as XCP-ng names it, or "type"); "" is the SR's default.
-func vdiFormat(smConfig map[string]string) string {
-	if f := smConfig["image-format"]; f != "" {
+func vdiFormat(smConfig xenapi.Map[string, string]) string {
+	if f := smConfig.Get("image-format"); f != "" {
 		return f
 	}
-	return smConfig["type"]
+	return smConfig.Get("type")
 }
 
 // vdiSMConfig is the sm_config of a VDI: base plus its image format.
-func vdiSMConfig(base map[string]string, format string) map[string]string {
-	out := stoCloneMap(base)
-	if format != "" {
-		out["image-format"] = format
+func vdiSMConfig(base xenapi.Map[string, string], format string) xenapi.Map[string, string] {
+	if format == "" {
+		return base
 	}
-	return out
-}
-
-func orEmpty(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
-	}
-	return m
+	return base.With("image-format", format)
 }
 
 func (s *Server) vdiCreate(ctx context.Context, c *Call) (Result, error) {
@@ -102,7 +94,7 @@ func (s *Server) createVDI(ctx context.Context, want *api.VDI) (xenapi.Ref, erro
 			vdi.NameLabel, vdi.NameDescription = want.NameLabel, want.NameDescription
 			vdi.SR = want.SR
 			vdi.Type, vdi.Sharable, vdi.ReadOnly = want.Type, want.Sharable, want.ReadOnly
-			vdi.OtherConfig, vdi.XenstoreData = orEmpty(want.OtherConfig), orEmpty(want.XenstoreData)
+			vdi.OtherConfig, vdi.XenstoreData = want.OtherConfig, want.XenstoreData
 			vdi.SMConfig = vdiSMConfig(want.SMConfig, info.Format)
 			vdi.Tags = want.Tags
 			vdi.Location = info.Location
@@ -325,8 +317,8 @@ func (s *Server) vdiCloneOrSnapshot(snapshot bool) handlerFunc {
 				vdi.SR = srRef
 				vdi.NameLabel, vdi.NameDescription = src.NameLabel, src.NameDescription
 				vdi.Type, vdi.Sharable, vdi.ReadOnly = src.Type, src.Sharable, src.ReadOnly
-				vdi.OtherConfig = stoCloneMap(src.OtherConfig)
-				vdi.XenstoreData = stoCloneMap(src.XenstoreData)
+				vdi.OtherConfig = src.OtherConfig
+				vdi.XenstoreData = src.XenstoreData
 				vdi.OnBoot, vdi.AllowCaching = src.OnBoot, src.AllowCaching
 				vdi.Tags = slices.Clone(src.Tags)
 				vdi.SMConfig = vdiSMConfig(nil, info.Format)
@@ -446,10 +438,10 @@ func (s *Server) vdiCopy(ctx context.Context, c *Call) (Result, error) {
 			want.NameLabel, want.NameDescription = src.NameLabel, src.NameDescription
 			want.SR, want.VirtualSize, want.Type = srRef, src.VirtualSize, src.Type
 			want.Sharable = src.Sharable
-			want.OtherConfig, want.XenstoreData = stoCloneMap(src.OtherConfig), stoCloneMap(src.XenstoreData)
+			want.OtherConfig, want.XenstoreData = src.OtherConfig, src.XenstoreData
 			want.Tags = slices.Clone(src.Tags)
 			if srcImg.Format == storage.FormatQcow2 {
-				want.SMConfig = map[string]string{"image-format": storage.FormatQcow2}
+				want.SMConfig = xenapi.MapOf(map[string]string{"image-format": storage.FormatQcow2})
 			}
 			if dst, err = s.createVDI(ctx, want); err != nil {
 				return err
@@ -653,7 +645,7 @@ func vdiOpError(tx *store.Tx, ref xenapi.Ref, vdi *api.VDI, op api.VDIOperations
 	// Any operation but a copy holds the VDI exclusively (a destroy may
 	// follow a mirror).
 	mirroring := false
-	for _, o := range vdi.CurrentOperations {
+	for _, o := range vdi.CurrentOperations.All() {
 		mirroring = mirroring || o == api.VDIOperationsMirror
 	}
 	if !(op == api.VDIOperationsDestroy && mirroring) {
@@ -754,7 +746,7 @@ func vdiOpError(tx *store.Tx, ref xenapi.Ref, vdi *api.VDI, op api.VDIOperations
 		if vdi.OnBoot == api.OnBootReset {
 			return xenapi.NewError(api.ErrVDIOnBootModeIncompatibleWithOperation)
 		}
-		for _, o := range vdi.CurrentOperations {
+		for _, o := range vdi.CurrentOperations.All() {
 			if o == api.VDIOperationsCopy {
 				return xenapi.NewError(api.ErrOperationNotAllowed, "Snapshot operation not allowed during copy.")
 			}

@@ -218,7 +218,7 @@ func vifAllowedOperations(vm *api.VM, gm *api.VMGuestMetrics, vif *api.VIF) []ap
 	} else {
 		unplug = false
 	}
-	for _, op := range vm.CurrentOperations {
+	for _, op := range vm.CurrentOperations.All() {
 		switch op {
 		case api.VMOperationsCleanShutdown, api.VMOperationsHardShutdown, api.VMOperationsSuspend, api.VMOperationsPause:
 			plug, unplug = false, false
@@ -442,7 +442,7 @@ func (s *Server) vifConfigureIP(f netIPFamily) handlerFunc {
 			if err != nil {
 				return err
 			}
-			if gm := vifGuestMetrics(tx, vmRec.(*api.VM)); gm == nil || gm.Other["feature-static-ip-setting"] != "1" {
+			if gm := vifGuestMetrics(tx, vmRec.(*api.VM)); gm == nil || gm.Other.Get("feature-static-ip-setting") != "1" {
 				return xenapi.NewError(api.ErrVMLacksFeature, string(vif.VM))
 			}
 			return tx.Modify(api.ClassVIF, ref, func(r xenapi.Record) error {

@@ -265,12 +265,12 @@ func TestVIFAllowedOperations(t *testing.T) {
 				vm.DomainType = api.DomainTypeHVM
 			}
 			if tc.vmOp != "" {
-				vm.CurrentOperations = map[string]api.VMOperations{"OpaqueRef:task": tc.vmOp}
+				vm.CurrentOperations = xenapi.MapOf(map[string]api.VMOperations{"OpaqueRef:task": tc.vmOp})
 			}
 			vif := api.NewVIF()
 			vif.CurrentlyAttached = tc.attached
 			if tc.vifOp {
-				vif.CurrentOperations = map[string]api.VIFOperations{"OpaqueRef:task": api.VIFOperationsPlug}
+				vif.CurrentOperations = xenapi.MapOf(map[string]api.VIFOperations{"OpaqueRef:task": api.VIFOperationsPlug})
 			}
 			if got := vifAllowedOperations(vm, tc.gm, vif); !slices.Equal(got, tc.want) {
 				t.Errorf("allowed = %v, want %v", got, tc.want)
@@ -330,7 +330,7 @@ func TestVIFLockingAndGuestIP(t *testing.T) {
 	}
 	// With a guest agent that sets static addresses.
 	gm := api.NewVMGuestMetrics()
-	gm.Other = map[string]string{"feature-static-ip-setting": "1"}
+	gm.Other = xenapi.MapOf(map[string]string{"feature-static-ip-setting": "1"})
 	gmRef := n.insert(t, gm)
 	n.modify(t, api.ClassVM, vm, func(r xenapi.Record) { r.(*api.VM).GuestMetrics = xenapi.Ref(gmRef) })
 	n.do(t, "VIF.configure_ipv4", vif, "Static", "10.0.0.2/24", "10.0.0.254")

@@ -245,7 +245,7 @@ func (s *Server) provisionVM(ctx context.Context, ref xenapi.Ref) error {
 	if err := domain.CheckOperation(ref, vm, api.VMOperationsProvision); err != nil {
 		return err
 	}
-	recipe := vm.OtherConfig["disks"]
+	recipe := vm.OtherConfig.Get("disks")
 	if recipe == "" {
 		return nil
 	}
@@ -297,13 +297,7 @@ func (s *Server) provisionVM(ctx context.Context, ref xenapi.Ref) error {
 	return s.store.Update(ctx, func(tx *store.Tx) error {
 		return tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
 			v := r.(*api.VM)
-			oc := make(map[string]string, len(v.OtherConfig))
-			for k, x := range v.OtherConfig {
-				if k != "disks" {
-					oc[k] = x
-				}
-			}
-			v.OtherConfig = oc
+			v.OtherConfig = v.OtherConfig.Without("disks")
 			return nil
 		})
 	})

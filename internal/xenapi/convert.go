@@ -1,6 +1,7 @@
 package xenapi
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strconv"
@@ -136,15 +137,15 @@ func DecSet[T any](dec func(wire.Value) (T, error)) func(wire.Value) ([]T, error
 }
 
 // DecMap returns a decoder for a map; keys arrive as struct member names.
-func DecMap[K comparable, V any](key func(string) (K, error), val func(wire.Value) (V, error)) func(wire.Value) (map[K]V, error) {
-	return func(v wire.Value) (map[K]V, error) {
+func DecMap[K cmp.Ordered, V any](key func(string) (K, error), val func(wire.Value) (V, error)) func(wire.Value) (Map[K, V], error) {
+	return func(v wire.Value) (Map[K, V], error) {
 		if v.Kind != wire.KindStruct {
 			return nil, typeErr("struct", v)
 		}
 		if len(v.Struct) == 0 {
 			return nil, nil
 		}
-		out := make(map[K]V, len(v.Struct))
+		out := make(Map[K, V], 0, len(v.Struct))
 		for _, m := range v.Struct {
 			k, err := key(m.Name)
 			if err != nil {
@@ -154,14 +155,35 @@ func DecMap[K comparable, V any](key func(string) (K, error), val func(wire.Valu
 			if err != nil {
 				return nil, err
 			}
-			out[k] = x
+			out = append(out, Pair[K, V]{k, x})
 		}
-		return out, nil
+		return sortMap(out), nil
 	}
 }
 
+// DecStringMap decodes the common (string -> string) map. Keys and short
+// values are interned: they come from a small vocabulary ("platform",
+// "true", "0") repeated in every record.
+func DecStringMap(v wire.Value) (Map[string, string], error) {
+	if v.Kind != wire.KindStruct {
+		return nil, typeErr("struct", v)
+	}
+	if len(v.Struct) == 0 {
+		return nil, nil
+	}
+	out := make(Map[string, string], 0, len(v.Struct))
+	for _, m := range v.Struct {
+		x, err := DecString(m.Value)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Pair[string, string]{intern(m.Name), intern(x)})
+	}
+	return sortMap(out), nil
+}
+
 // Map key decoders.
-func KeyString(s string) (string, error) { return s, nil }
+func KeyString(s string) (string, error) { return intern(s), nil }
 func KeyRef(s string) (Ref, error)       { return Ref(s), nil }
 func KeyInt(s string) (int64, error) {
 	i, err := strconv.ParseInt(s, 10, 64)
@@ -210,13 +232,22 @@ func EncSet[T any](e wire.Encoder, s []T, enc func(wire.Encoder, T)) {
 	e.EndArray()
 }
 
-// EncMap writes a map in the map's iteration order. XenAPI gives map keys
-// no order, and sorting them cost a third of get_all_records' time.
-func EncMap[K comparable, V any](e wire.Encoder, m map[K]V, key func(K) string, enc func(wire.Encoder, V)) {
+// EncMap writes a map, in key order.
+func EncMap[K cmp.Ordered, V any](e wire.Encoder, m Map[K, V], key func(K) string, enc func(wire.Encoder, V)) {
 	e.BeginStruct()
-	for k, v := range m {
-		e.Member(key(k))
-		enc(e, v)
+	for i := range m {
+		e.Member(key(m[i].Key))
+		enc(e, m[i].Value)
+	}
+	e.EndStruct()
+}
+
+// EncStringMap writes a (string -> string) map.
+func EncStringMap(e wire.Encoder, m Map[string, string]) {
+	e.BeginStruct()
+	for i := range m {
+		e.Member(m[i].Key)
+		e.String(m[i].Value)
 	}
 	e.EndStruct()
 }

@@ -200,7 +200,7 @@ func (g *gen) goType(t *typ) string {
 	case "set":
 		return "[]" + g.goType(t.elem)
 	case "map":
-		return "map[" + g.goType(t.key) + "]" + g.goType(t.elem)
+		return "xenapi.Map[" + g.goType(t.key) + ", " + g.goType(t.elem) + "]"
 	case "option":
 		return g.goType(t.elem)
 	}
@@ -264,7 +264,11 @@ func (g *gen) decoder(t *typ) string {
 		case "set":
 			expr = "xenapi.DecSet(" + g.decoder(t.elem) + ")"
 		case "map":
-			expr = "xenapi.DecMap(" + g.keyDecoder(t.key) + ", " + g.decoder(t.elem) + ")"
+			if t.key.kind == "string" && t.elem.kind == "string" {
+				expr = "xenapi.DecStringMap"
+			} else {
+				expr = "xenapi.DecMap(" + g.keyDecoder(t.key) + ", " + g.decoder(t.elem) + ")"
+			}
 		}
 		fmt.Fprintf(&g.helpers, "var %s = %s\n", name, expr)
 	}
@@ -330,7 +334,11 @@ func (g *gen) encoder(t *typ) string {
 		case "set":
 			fmt.Fprintf(&g.helpers, "func %s(e wire.Encoder, v %s) { xenapi.EncSet(e, v, %s) }\n", name, g.goType(t), g.encoder(t.elem))
 		case "map":
-			fmt.Fprintf(&g.helpers, "func %s(e wire.Encoder, v %s) { xenapi.EncMap(e, v, %s, %s) }\n", name, g.goType(t), g.keyOf(t.key), g.encoder(t.elem))
+			if t.key.kind == "string" && t.elem.kind == "string" {
+				fmt.Fprintf(&g.helpers, "func %s(e wire.Encoder, v %s) { xenapi.EncStringMap(e, v) }\n", name, g.goType(t))
+			} else {
+				fmt.Fprintf(&g.helpers, "func %s(e wire.Encoder, v %s) { xenapi.EncMap(e, v, %s, %s) }\n", name, g.goType(t), g.keyOf(t.key), g.encoder(t.elem))
+			}
 		}
 	}
 	return name
@@ -500,7 +508,12 @@ func (g *gen) defaultExpr(t *typ, d *string) (string, error) {
 			if vx == "" {
 				vx = `""`
 			}
-			elems = append(elems, kx+": "+vx)
+			elems = append(elems, k+"\x00{Key: "+kx+", Value: "+vx+"}")
+		}
+		// A Map literal must be in key order.
+		sort.Strings(elems)
+		for i, e := range elems {
+			_, elems[i], _ = strings.Cut(e, "\x00")
 		}
 		return g.goType(t) + "{" + strings.Join(elems, ", ") + "}", nil
 	}
