@@ -555,4 +555,3 @@ func refreshSROps(tx *store.Tx, ref xenapi.Ref) error {
 		return nil
 	})
 }
-
