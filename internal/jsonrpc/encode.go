@@ -116,6 +116,13 @@ func (e *Encoder) Member(name string) {
 	e.comma = false
 }
 
+// Name writes a prepared key.
+func (e *Encoder) Name(n *wire.Name) {
+	e.sep()
+	e.buf = append(e.buf, n.JSON...)
+	e.comma = false
+}
+
 func (e *Encoder) EndStruct() {
 	e.buf = append(e.buf, '}')
 	e.comma = true

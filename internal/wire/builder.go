@@ -37,6 +37,7 @@ func (b *Builder) DateTime(t time.Time) {
 func (b *Builder) BeginArray()        { b.stack = append(b.stack, Value{Kind: KindArray}) }
 func (b *Builder) BeginStruct()       { b.stack = append(b.stack, Value{Kind: KindStruct}) }
 func (b *Builder) Member(name string) { b.names = append(b.names, name) }
+func (b *Builder) Name(n *Name)       { b.Member(n.Text) }
 func (b *Builder) EndArray()          { b.pop() }
 func (b *Builder) EndStruct()         { b.pop() }
 

@@ -80,3 +80,50 @@ func TestSharedSplicesLikeDirectEncoding(t *testing.T) {
 		t.Fatalf("builder got %+v", v)
 	}
 }
+
+// A prepared Name must encode exactly like Member with the same text.
+func TestNameEncodesLikeMember(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"uuid", "name_label", "VCPUs_at_startup", "other-config", "a.b"} {
+		n := wire.NewName(name)
+		for _, mk := range []func() interface {
+			wire.Encoder
+			Bytes() []byte
+		}{
+			func() interface {
+				wire.Encoder
+				Bytes() []byte
+			} {
+				return &jsonrpc.Encoder{}
+			},
+			func() interface {
+				wire.Encoder
+				Bytes() []byte
+			} {
+				return &xmlrpc.Encoder{}
+			},
+		} {
+			a, b := mk(), mk()
+			for _, e := range []wire.Encoder{a, b} {
+				e.BeginStruct()
+				e.Member("first")
+				e.Int(1)
+			}
+			a.Member(name)
+			b.Name(n)
+			for _, e := range []wire.Encoder{a, b} {
+				e.String("v")
+				e.EndStruct()
+			}
+			if string(a.Bytes()) != string(b.Bytes()) {
+				t.Fatalf("%q: Name gives %s, Member %s", name, b.Bytes(), a.Bytes())
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("NewName accepted a name that needs escaping")
+		}
+	}()
+	wire.NewName(`a"b`)
+}

@@ -100,6 +100,8 @@ type Encoder interface {
 	EndArray()
 	BeginStruct()
 	Member(name string)
+	// Name announces a member like Member, with the name prepared.
+	Name(n *Name)
 	EndStruct()
 }
 

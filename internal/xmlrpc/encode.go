@@ -105,6 +105,9 @@ func (e *Encoder) Member(name string) {
 	e.buf = append(e.buf, "</name>"...)
 }
 
+// Name writes a prepared member name.
+func (e *Encoder) Name(n *wire.Name) { e.buf = append(e.buf, n.XML...) }
+
 func (e *Encoder) EndStruct() {
 	e.pop()
 	e.buf = append(e.buf, "</struct>"...)

@@ -609,6 +609,7 @@ func (f *flusher) BeginArray()          { f.e.BeginArray(); f.flush() }
 func (f *flusher) EndArray()            { f.e.EndArray(); f.flush() }
 func (f *flusher) BeginStruct()         { f.e.BeginStruct(); f.flush() }
 func (f *flusher) Member(name string)   { f.e.Member(name); f.flush() }
+func (f *flusher) Name(n *wire.Name)    { f.e.Name(n); f.flush() }
 func (f *flusher) EndStruct()           { f.e.EndStruct(); f.flush() }
 
 // TestEncoderDeep nests past the 64 levels the encoder tracks in a word.

@@ -734,9 +734,14 @@ func (g *gen) genClasses() string {
 		} else {
 			fmt.Fprintf(&b, "func (r *%s) RecordUUID() string { return \"\" }\n", gn)
 		}
+		fmt.Fprintf(&b, "\n// Member names of %s, prepared for the codecs.\nvar (\n", gn)
+		for _, f := range fs {
+			fmt.Fprintf(&b, "name%s_%s = wire.NewName(%q)\n", gn, f.gn, f.f.Name)
+		}
+		b.WriteString(")\n")
 		fmt.Fprintf(&b, "\n// Encode writes the record as a XenAPI struct.\nfunc (r *%s) Encode(e wire.Encoder) {\ne.BeginStruct()\n", gn)
 		for _, f := range fs {
-			fmt.Fprintf(&b, "e.Member(%q)\n%s\n", f.f.Name, g.encodeStmt(f.t, "r."+f.gn))
+			fmt.Fprintf(&b, "e.Name(name%s_%s)\n%s\n", gn, f.gn, g.encodeStmt(f.t, "r."+f.gn))
 		}
 		b.WriteString("e.EndStruct()\n}\n\n")
 		fmt.Fprintf(&b, "// Decode sets the fields present in v.\nfunc (r *%s) Decode(v wire.Value) error {\nif v.Kind != wire.KindStruct { return xenapi.FieldError(%q, xenapi.ErrType) }\nfor i := range v.Struct {\nm := &v.Struct[i]\nvar err error\nswitch m.Name {\n", gn, c.Name)
