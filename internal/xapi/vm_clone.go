@@ -289,6 +289,7 @@ func (s *Server) provisionVM(ctx context.Context, ref xenapi.Ref) error {
 			wire.Member{Name: "bootable", Value: wire.Bool(d.Bootable)},
 			wire.Member{Name: "mode", Value: wire.String("RW")},
 			wire.Member{Name: "type", Value: wire.String("Disk")},
+			wire.Member{Name: "other_config", Value: wire.Struct(wire.Member{Name: "owner", Value: wire.String("")})}, // xe vm-uninstall destroys the disks the VM owns
 		)
 		if _, err := s.vbdCreate(ctx, &Call{Args: []wire.Value{vbd}}); err != nil {
 			return err
