@@ -58,6 +58,7 @@ type options struct {
 	hypervisor   string
 	logLevel     string
 	sessionIdle  time.Duration
+	xend         string
 }
 
 func defaultDataDir() string {
@@ -90,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.sessionIdle, "session-idle", 24*time.Hour, "idle time after which a session expires")
+	fs.StringVar(&o.xend, "xend", "", "also serve the xend HTTP interface on its own TCP address (e.g. 127.0.0.1:8000); empty disables")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -162,6 +164,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer drv.Close()
 	domains := domain.New(domain.Config{Store: st, Driver: drv, Host: hostRef, Log: log, StateDir: o.data})
 	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: hostRef, SessionIdle: o.sessionIdle, Domains: domains})
+	fr := newFronts(srv, log)
 
 	var servers []*http.Server
 	var wg sync.WaitGroup
@@ -195,7 +198,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		serve("http", l, srv.Handler())
+		serve("http", l, fr.handler(srv.Handler()))
 	}
 	if o.https != "" {
 		cert, key, err := tlscert.Ensure(o.data, info.Hostname, info.Address)
@@ -206,7 +209,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		serve("https", l, srv.Handler(), cert, key)
+		serve("https", l, fr.handler(srv.Handler()), cert, key)
 	}
 	if o.socket != "" {
 		l, err := listenUnix(o.socket)
@@ -216,6 +219,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer os.Remove(o.socket)
 		serve("unix", l, srv.LocalHandler())
 	}
+	closeFronts, err := fr.listen(o, serve)
+	if err != nil {
+		return err
+	}
+	defer closeFronts()
 	if len(servers) == 0 {
 		return errors.New("no listener enabled (--http, --https and --socket are all empty)")
 	}
