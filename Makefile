@@ -30,6 +30,7 @@ fuzz:
 
 build:
 	$(GO) build -o bin/xenithd ./cmd/xenithd
+	$(GO) build -o bin/xe ./cmd/xe
 
 run:
 	$(GO) run ./cmd/xenithd
