@@ -56,6 +56,29 @@ else
 	as_root apt-get install -y -q --no-install-recommends qemu-utils >>"$LOG" 2>&1
 fi
 
+# --- QEMU and the test guest's tools (tests/e2e/qemu_test.go, scripts/guest) --
+# qemu-system-x86 runs the guests; busybox-static, cpio, kmod and e2fsprogs
+# build the guest (scripts/guest/build.sh, which downloads Debian's kernel).
+qemu_missing=""
+command -v qemu-system-x86_64 >/dev/null 2>&1 || qemu_missing="$qemu_missing qemu-system-x86"
+[ -x /bin/busybox ] || qemu_missing="$qemu_missing busybox-static"
+command -v cpio >/dev/null 2>&1 || qemu_missing="$qemu_missing cpio"
+command -v depmod >/dev/null 2>&1 || qemu_missing="$qemu_missing kmod"
+command -v mkfs.ext4 >/dev/null 2>&1 || qemu_missing="$qemu_missing e2fsprogs"
+if [ -z "$qemu_missing" ]; then
+	say "qemu-system-x86 and guest tools: already installed"
+else
+	export DEBIAN_FRONTEND=noninteractive
+	if ! apt-cache policy qemu-system-x86 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+		say "apt-get update"
+		as_root apt-get update -q >>"$LOG" 2>&1
+	fi
+	say "apt-get install$qemu_missing"
+	# shellcheck disable=SC2086
+	as_root apt-get install -y -q --no-install-recommends $qemu_missing >>"$LOG" 2>&1
+fi
+say "test guest: $("$ROOT/scripts/guest/build.sh" 2>>"$LOG")"
+
 # --- Node: xen-api from the committed lockfile ----------------------------------
 command -v node >/dev/null || { echo "install-test-deps: node is not installed" >&2; false; }
 command -v npm >/dev/null || { echo "install-test-deps: npm is not installed" >&2; false; }
@@ -69,4 +92,19 @@ else
 	test -f "$NODE_DIR/node_modules/xen-api/package.json"
 	echo "$want" >"$stamp"
 	say "xen-api $(node -p "require('$NODE_DIR/node_modules/xen-api/package.json').version") installed"
+fi
+
+# --- xen driver e2e (issue 9): host tools of scripts/xen-in-qemu/build.sh -------
+# (qemu-system-x86 itself is installed by the qemu driver's section)
+xen_need=()
+command -v cpio >/dev/null 2>&1 || xen_need+=(cpio)
+command -v xz >/dev/null 2>&1 || xen_need+=(xz-utils)
+command -v file >/dev/null 2>&1 || xen_need+=(file)
+{ command -v depmod >/dev/null 2>&1 || [ -x /usr/sbin/depmod ] || [ -x /sbin/depmod ]; } || xen_need+=(kmod)
+if [ ${#xen_need[@]} -eq 0 ]; then
+	say "xen-in-qemu host tools: already installed"
+else
+	export DEBIAN_FRONTEND=noninteractive
+	say "apt-get install ${xen_need[*]} (xen-in-qemu)"
+	as_root apt-get install -y -q --no-install-recommends "${xen_need[@]}" >>"$LOG" 2>&1
 fi

@@ -83,7 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.https, "https", ":8443", "HTTPS listen address (self-signed certificate in the data dir); empty disables")
 	fs.StringVar(&o.socket, "socket", "", "unix socket for local XenAPI clients, trusted as root (default /var/lib/xcp/xapi as root, else DATA/xapi.sock); \"none\" disables")
 	fs.StringVar(&o.rootPassword, "root-password", os.Getenv("XENITH_ROOT_PASSWORD"), "set root's password (default $XENITH_ROOT_PASSWORD; generated at first start if neither)")
-	fs.StringVar(&o.hypervisor, "hypervisor", "sim", "hypervisor driver: "+strings.Join(driverNames(), ", "))
+	fs.StringVar(&o.hypervisor, "hypervisor", "auto", "hypervisor driver: "+strings.Join(driverNames(), ", ")+`, or "auto" (xen in a Xen dom0, else sim)`)
 	for _, d := range drivers {
 		if d.flags != nil {
 			d.flags(fs)
@@ -107,6 +107,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.socket == "none" {
 		o.socket = ""
+	}
+	if o.hypervisor == "auto" {
+		o.hypervisor = autoHypervisor()
 	}
 	if _, ok := drivers[o.hypervisor]; !ok {
 		return o, fmt.Errorf("--hypervisor %q: available drivers are %s", o.hypervisor, strings.Join(driverNames(), ", "))

@@ -1,0 +1,152 @@
+#!/bin/bash
+# Builds what tests/e2e/xen_test.go boots: Debian 12's Xen 4.17 hypervisor with
+# a Linux PV dom0 (Debian's kernel) running from an initramfs that holds
+# busybox, the Xen tools (xl, xenstored, xenconsoled, hotplug scripts) and
+# their libraries, plus a tiny busybox PV guest for dom0 to run.
+#
+# Everything is cached (default $XDG_CACHE_HOME/xenith/xen-in-qemu, or
+# $XENITH_XEN_CACHE) and rebuilt only when this script, dom0-init.sh or the
+# downloaded packages change. Prints the cache directory (the only stdout line):
+#   xen.elf        the hypervisor (ELF32 multiboot, what QEMU -kernel wants)
+#   vmlinuz        the kernel, for dom0 and for the guest
+#   vmlinux        the same kernel uncompressed (xl creates a PV guest from
+#                  it in ~2 s under TCG instead of ~8 s for the xz bzImage)
+#   dom0.cpio.gz   dom0's initramfs (/init = dom0-init.sh)
+#   domU.cpio.gz   the guest's initramfs (busybox init; prints DOMU_READY,
+#                  DOMU_TICK n on hvc0; obeys xl shutdown / sysrq)
+# xenithd is not in the initramfs: boot.sh shares a host folder over 9p and
+# dom0 runs its run.sh, so a rebuilt xenithd needs no new initramfs.
+#
+# Needs: apt-get/apt-cache/dpkg (Debian 12), cpio, gzip, xz, kmod (depmod),
+# file, ldd, bash (copied into dom0 for the hotplug scripts).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+CACHE=${XENITH_XEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xenith/xen-in-qemu}
+DEBS=$CACHE/debs
+X=$CACHE/x
+log() { echo "xen-in-qemu/build.sh: $*" >&2; }
+export PATH=$PATH:/usr/sbin:/sbin
+mkdir -p "$DEBS"
+
+for t in cpio gzip xz depmod modprobe file ldd ldconfig dpkg apt-get; do
+	command -v "$t" >/dev/null || { log "missing host tool: $t"; exit 1; }
+done
+
+# ------------------------------------------------------------- 1. packages
+PKGS="xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
+      libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenmisc4.17
+      libxenstore4 libxentoollog1 libxentoolcore1 libxenhypfs1 libxendevicemodel1
+      libyajl2 libncurses6 libtinfo6 busybox-static"
+KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+if [ -z "$KPKG" ]; then
+	log "apt-get update (linux-image-amd64 unknown)"
+	apt-get update -q >&2
+	KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+fi
+if [ ! -f "$CACHE/.fetched-$KPKG" ]; then
+	log "apt-get download (kernel $KPKG)"
+	rm -f "$DEBS"/*.deb
+	chmod 777 "$DEBS" # apt's _apt sandbox user writes here
+	# shellcheck disable=SC2086
+	(cd "$DEBS" && apt-get download -q $PKGS "$KPKG" >&2)
+	rm -rf "$X" && mkdir -p "$X"
+	for d in "$DEBS"/*.deb; do dpkg -x "$d" "$X"; done
+	rm -f "$CACHE"/.fetched-*
+	touch "$CACHE/.fetched-$KPKG"
+fi
+
+KEY=$( (ls "$DEBS"; cat "$HERE/build.sh" "$HERE/dom0-init.sh") | sha256sum | cut -c1-16)
+if [ "$(cat "$CACHE/stamp" 2>/dev/null)" = "$KEY" ]; then
+	echo "$CACHE"
+	exit 0
+fi
+log "building images in $CACHE"
+KVER=$(ls "$X/lib/modules" | head -1)
+cp "$X/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
+zcat "$X/boot/xen-4.17-amd64.gz" >"$CACHE/xen.elf"
+off=$(LC_ALL=C grep -abo $'\xfd7zXZ' "$CACHE/vmlinuz" | awk -F: 'NR==1{print $1}')
+tail -c +$((off + 1)) "$CACHE/vmlinuz" | xz -dc --single-stream >"$CACHE/vmlinux" 2>/dev/null || true
+[ -s "$CACHE/vmlinux" ] || { log "cannot extract vmlinux from the bzImage"; exit 1; }
+
+busybox_tree() { # $1 = root
+	mkdir -p "$1"/{bin,proc,sys,dev,etc,tmp,run,root,mnt}
+	cp "$X/bin/busybox" "$1/bin/busybox"
+	for a in $("$X/bin/busybox" --list); do [ -e "$1/bin/$a" ] || ln -s busybox "$1/bin/$a"; done
+	ln -sfn bin "$1/sbin"
+}
+
+# ------------------------------------------------------------- 2. the guest
+RU=$CACHE/domuroot
+rm -rf "$RU" && busybox_tree "$RU"
+ln -s bin/busybox "$RU/init" # busybox init as PID 1: xl shutdown / sysrq work
+cat >"$RU/etc/inittab" <<'EOT'
+::sysinit:/etc/rc
+::respawn:/bin/ticker
+::shutdown:/bin/echo DOMU_SHUTDOWN
+EOT
+cat >"$RU/etc/rc" <<'EOT'
+#!/bin/sh
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev 2>/dev/null
+echo 1 > /proc/sys/kernel/sysrq # every SysRq key, c (crash) included, for xl sysrq
+echo "DOMU_READY uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r)"
+EOT
+cat >"$RU/bin/ticker" <<'EOT'
+#!/bin/sh
+i=0; while :; do i=$((i+1)); echo "DOMU_TICK $i"; sleep 1; done
+EOT
+chmod +x "$RU/etc/rc" "$RU/bin/ticker"
+(cd "$RU" && find . | cpio -o -H newc --quiet | gzip -1) >"$CACHE/domU.cpio.gz"
+
+# ------------------------------------------------------------- 3. dom0
+R0=$CACHE/dom0root
+rm -rf "$R0" && busybox_tree "$R0"
+mkdir -p "$R0"/{usr/bin,usr/sbin,usr/lib/x86_64-linux-gnu,lib/x86_64-linux-gnu,var/lib/xen,var/lib/xenstored,var/log/xen/console,etc/xen,mnt/host,lib/modules}
+ln -s ../run "$R0/var/run"
+cp -a "$X/usr/lib/xen-4.17" "$R0/usr/lib/"
+rm -rf "$R0/usr/lib/xen-4.17/lib/python" "$R0/usr/lib/xen-4.17/boot"
+cp -a "$X/usr/lib/xen-common" "$R0/usr/lib/"
+cp -a "$X"/usr/lib/x86_64-linux-gnu/lib{xen,xlutil,yajl,ncurses,tinfo}* "$R0/usr/lib/x86_64-linux-gnu/" 2>/dev/null || true
+cp -a "$X"/lib/x86_64-linux-gnu/lib{ncurses,tinfo}* "$R0/usr/lib/x86_64-linux-gnu/" 2>/dev/null || true
+cp -a "$X"/usr/bin/xenstore* "$R0/usr/bin/"
+cp -a "$X/etc/xen/." "$R0/etc/xen/"
+cp /bin/bash "$R0/usr/bin/bash" # the hotplug scripts in /etc/xen/scripts are bash
+ln -s /usr/bin/bash "$R0/bin/bash" 2>/dev/null || true
+# kernel modules: dom0 drivers and backends, virtio net + 9p, bridge, loop
+mods="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback
+      virtio_pci virtio_net 9pnet_virtio 9p bridge loop"
+[ -f "$X/lib/modules/$KVER/modules.dep" ] || depmod -b "$X" "$KVER"
+for m in $mods; do modprobe -d "$X" -S "$KVER" --show-depends "$m"; done |
+	awk '$1=="insmod"{print $2}' | sort -u | while read -r ko; do
+	rel=${ko#"$X"/}
+	mkdir -p "$R0/$(dirname "$rel")"
+	cp "$ko" "$R0/$rel"
+done
+cp "$X/lib/modules/$KVER"/modules.{order,builtin,builtin.modinfo} "$R0/lib/modules/$KVER/"
+depmod -b "$R0" "$KVER"
+# glibc dlopen()s libgcc_s for pthread_cancel; xl aborts without it.
+cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$R0/lib/x86_64-linux-gnu/"
+# shared-library closure of every ELF in the tree (from the tree, else from
+# the host, which is Debian 12 like the packages)
+lp=$R0/usr/lib/x86_64-linux-gnu:$R0/lib/x86_64-linux-gnu:$R0/usr/lib/xen-4.17/lib/x86_64-linux-gnu
+for _ in 1 2 3; do
+	find "$R0" -type f \( -perm -u+x -o -name '*.so*' \) | while read -r f; do
+		file -b "$f" | grep -q 'ELF.*dynamic' || continue
+		LD_LIBRARY_PATH=$lp ldd "$f" 2>/dev/null | awk '/=> \//{print $3} /^\t\/lib64/{print $1}'
+	done | sort -u | while read -r lib; do
+		case $lib in "$R0"/*) continue ;; esac
+		mkdir -p "$R0$(dirname "$lib")"
+		[ -e "$R0$lib" ] || cp -L "$lib" "$R0$lib"
+	done
+done
+printf '/usr/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n/usr/lib/xen-4.17/lib/x86_64-linux-gnu\n' >"$R0/etc/ld.so.conf"
+ldconfig -r "$R0"
+miss=$(for b in "$R0"/usr/lib/xen-4.17/bin/* "$R0"/usr/bin/xenstore*; do
+	LD_LIBRARY_PATH=$lp ldd "$b" 2>/dev/null | grep "not found" | sed "s|^|$(basename "$b"): |" || true
+done | sort -u)
+[ -z "$miss" ] || { log "unresolved libraries in dom0:"; echo "$miss" >&2; exit 1; }
+install -m 0755 "$HERE/dom0-init.sh" "$R0/init"
+(cd "$R0" && find . | cpio -o -H newc --quiet | gzip -1) >"$CACHE/dom0.cpio.gz"
+rm -rf "$R0" "$RU"
+echo "$KEY" >"$CACHE/stamp"
+log "done: $(du -sh "$CACHE/dom0.cpio.gz" | cut -f1) dom0 initramfs"
+echo "$CACHE"
