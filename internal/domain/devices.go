@@ -181,6 +181,12 @@ func (m *Manager) ChangeMedium(ctx context.Context, vbdRef xenapi.Ref) error {
 	if !vbd.Empty && !vbd.VDI.IsNull() {
 		disk.Path, disk.Format = m.vdiPath(vbd.VDI)
 	}
+	if mc, ok := m.drv.(MediumChanger); ok {
+		if err := mc.ChangeMedium(ctx, vm.UUID, disk); err != nil {
+			return m.mapError(err)
+		}
+		return nil
+	}
 	if err := m.drv.UnplugDisk(ctx, vm.UUID, vbd.Userdevice); err != nil {
 		return m.mapError(err)
 	}

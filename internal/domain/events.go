@@ -14,6 +14,9 @@ import (
 // xenithd), then follows what guests do until ctx ends.
 func (m *Manager) Run(ctx context.Context) {
 	m.reconcile(ctx)
+	if sd, ok := m.drv.(StatsDriver); ok {
+		go m.metricsLoop(ctx, sd)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -208,6 +211,8 @@ func (m *Manager) reconcile(ctx context.Context) {
 			}
 			if int64(info.Domid) != vm.Domid || state != vm.PowerState {
 				_ = m.markRunning(row.Ref, info.Domid, state, false)
+			} else {
+				m.syncConsoles(row.Ref, vm.UUID)
 			}
 			m.log.Info("adopted running domain", "vm", row.Ref, "domid", info.Domid)
 		}

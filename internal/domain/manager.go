@@ -496,7 +496,14 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
 
 // markRunning records a freshly built or resumed domain.
 func (m *Manager) markRunning(ref xenapi.Ref, domid int, state api.VMPowerState, fresh bool) error {
+	var cons []Console
+	if row, err := m.st.Get(api.ClassVM, ref); err == nil {
+		cons = m.consolesFor(row.Rec.(*api.VM).UUID)
+	}
 	return m.st.Update(context.Background(), func(tx *store.Tx) error {
+		if err := m.replaceConsoles(tx, ref, cons); err != nil {
+			return err
+		}
 		var vm *api.VM
 		err := tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
 			vm = r.(*api.VM)
@@ -609,6 +616,9 @@ func (m *Manager) markStopped(ref xenapi.Ref, state api.VMPowerState) error {
 			}); err != nil {
 				return err
 			}
+		}
+		if err := m.replaceConsoles(tx, ref, nil); err != nil {
+			return err
 		}
 		return m.setAttached(tx, vm, false)
 	})
