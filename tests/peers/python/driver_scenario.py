@@ -314,6 +314,9 @@ def phase_main(a):
                     lambda r: str(r["last_updated"]) != str(first["last_updated"]), timeout=20)
         check("VM_metrics memory_actual from the balloon", int(mrec["memory_actual"]) > 0, mrec["memory_actual"])
         if "VCPUs_utilisation" in mrec:
+            # Utilisation is a rate: it needs two samples of the metrics loop.
+            mrec = poll("VM_metrics.VCPUs_utilisation", lambda: x.VM_metrics.get_record(m),
+                        lambda r: len(r["VCPUs_utilisation"]) > 0, timeout=20)
             check("VM_metrics VCPUs_utilisation", len(mrec["VCPUs_utilisation"]) == 1, repr(mrec["VCPUs_utilisation"]))
 
     step("3. pause / unpause: guest time stops")
