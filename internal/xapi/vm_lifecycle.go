@@ -57,6 +57,9 @@ func (s *Server) registerVMLifecycleHandlers() {
 			return d.SetMemoryTargetLive(ctx, c.Ref(0), c.Int(1))
 		}, false},
 		{"VM.hard_reboot", func(ctx context.Context, c *Call) error { return d.HardReboot(ctx, c.Ref(0)) }, false},
+		{"VM.set_shadow_multiplier_live", func(ctx context.Context, c *Call) error {
+			return d.SetShadowMultiplierLive(ctx, c.Ref(0), c.Float(1))
+		}, false},
 		{"VM.suspend", func(ctx context.Context, c *Call) error { return d.Suspend(ctx, c.Ref(0)) }, false},
 		{"VM.resume", func(ctx context.Context, c *Call) error { return d.Resume(ctx, c.Ref(0), c.Bool(1)) }, false},
 		{"VM.resume_on", func(ctx context.Context, c *Call) error {

@@ -232,10 +232,6 @@ func (x *VM) check() *Error {
 		return internalError("bad VM configuration: need 1 <= vcpus <= vcpu_max")
 	case x.HVM != nil && (x.HVM.ShadowMultiplier < 1 || x.HVM.ShadowMultiplier > 1000):
 		return internalError("bad VM configuration: shadow_multiplier must be between 1 and 1000")
-	case x.Transient:
-		// A transient VM is forgotten when it shuts down; nothing here
-		// watches for that yet, so refuse rather than ignore the flag.
-		return notSupported()
 	case strings.ContainsAny(x.ID, "/\x00"):
 		return internalError("bad VM configuration: id may not contain '/'")
 	}

@@ -34,7 +34,11 @@ var testInfo = hostinfo.Info{
 	Interfaces: []hostinfo.Interface{{Name: "eth0", MAC: "52:54:00:12:34:56", IPv4: "192.0.2.10", Netmask: "255.255.255.0", MTU: 1500, Up: true}},
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { t.Helper(); return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the simulator's driver wrapped by wrap (nil:
+// the simulator itself), e.g. to hide its optional capabilities.
+func newEnvWith(t testing.TB, wrap func(*sim.Driver) domain.Driver) *env {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(store.Options{Path: filepath.Join(dir, "db"), NoSync: true})
@@ -59,7 +63,11 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doms := domain.New(domain.Config{Store: st, Driver: drv, Host: host, Log: log, StateDir: dir})
+	var d domain.Driver = drv
+	if wrap != nil {
+		d = wrap(drv)
+	}
+	doms := domain.New(domain.Config{Store: st, Driver: d, Host: host, Log: log, StateDir: dir})
 	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: host, Domains: doms})
 	go doms.Run(ctx)
 	t.Cleanup(func() { cancel(); drv.Close(); st.Close() })
@@ -68,5 +76,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{st: st, srv: srv, front: front, svc: New(Config{Front: front, Log: log, Version: "test"}), sess: sess}
+	svc := New(Config{Front: front, Log: log, Version: "test"})
+	t.Cleanup(func() { svc.Close() })
+	return &env{st: st, srv: srv, front: front, svc: svc, sess: sess}
 }

@@ -52,6 +52,9 @@ type Service struct {
 
 	mu     sync.Mutex
 	phases map[string]*phase // VM id -> how far the domain was built
+
+	stop context.CancelFunc // ends the transient VM watcher
+	done chan struct{}
 }
 
 // phase tracks a domain made by VM.create until it is unpaused: the
@@ -63,14 +66,28 @@ type phase struct {
 	dm    bool
 }
 
-// New returns the service.
+// New returns the service. It watches for transient VMs halting (see
+// transient.go) until Close.
 func New(cfg Config) *Service {
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{front: cfg.Front, st: cfg.Front.Store(), log: log, version: cfg.Version,
-		instanceID: uuid.NewString(), phases: make(map[string]*phase)}
+	ctx, stop := context.WithCancel(context.Background())
+	s := &Service{front: cfg.Front, st: cfg.Front.Store(), log: log, version: cfg.Version,
+		instanceID: uuid.NewString(), phases: make(map[string]*phase), stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.watchTransient(ctx)
+	}()
+	return s
+}
+
+// Close stops the service's background work. It is idempotent.
+func (s *Service) Close() error {
+	s.stop()
+	<-s.done
+	return nil
 }
 
 // Handler serves the API over HTTP. local marks the trusted unix socket,
@@ -194,8 +211,8 @@ func (s *Service) methods() map[string]method {
 		"vm.shutdown":              {[]string{"id", "clean_shutdown_timeout"}, s.vmShutdown},
 		"vm.reboot":                {[]string{"id", "clean_shutdown_timeout"}, s.vmReboot},
 		"vm.resume":                {[]string{"id", "disk"}, s.vmResume},
-		"vm.s3suspend":             {[]string{"id"}, s.vmS3},
-		"vm.s3resume":              {[]string{"id"}, s.vmS3},
+		"vm.s3suspend":             {[]string{"id"}, s.vmS3Suspend},
+		"vm.s3resume":              {[]string{"id"}, s.vmS3Resume},
 		"vm.migrate":               {[]string{"id", "url"}, s.vmMigrate},
 		"vm.export_metadata":       {[]string{"id"}, s.vmExportMetadata},
 		"vm.import_metadata":       {[]string{"config"}, s.vmImportMetadata},

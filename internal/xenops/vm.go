@@ -267,12 +267,18 @@ func (s *Service) vmSetShadowMultiplier(ctx context.Context, c *call) (wire.Valu
 		if vm.HVMBootPolicy == "" {
 			return notSupported() // PV guests have no shadow memory
 		}
-		if vm.PowerState != api.VMPowerStateHalted {
-			// The domain manager cannot resize a live domain's shadow
-			// memory; the setting applies from the next start.
-			return unimplemented()
+		switch vm.PowerState {
+		case api.VMPowerStateHalted:
+			_, xerr = s.xcall(ctx, c, "VM.set_HVM_shadow_multiplier", refArg(ref), wire.Float(f))
+		case api.VMPowerStateRunning:
+			// XenAPI's live change, through the domain manager: NOT_IMPLEMENTED
+			// (Unimplemented) when the driver cannot resize shadow memory,
+			// HOST_NOT_ENOUGH_FREE_MEMORY (Not_enough_memory) when it does
+			// not fit.
+			_, xerr = s.xcall(ctx, c, "VM.set_shadow_multiplier_live", refArg(ref), wire.Float(f))
+		default:
+			xerr = badPowerState(powerName(string(vm.PowerState)), "Running")
 		}
-		_, xerr = s.xcall(ctx, c, "VM.set_HVM_shadow_multiplier", refArg(ref), wire.Float(f))
 		return xerr
 	})
 }
@@ -370,14 +376,20 @@ func (s *Service) vmShutdown(ctx context.Context, c *call) (wire.Value, *Error) 
 		if vm.PowerState == api.VMPowerStateHalted {
 			return badPowerState("Halted", "Running")
 		}
-		if timeout != nil && vm.PowerState == api.VMPowerStateRunning && s.clean(ctx, c, "VM.clean_shutdown", ref, *timeout) {
-			return nil
+		if timeout == nil || vm.PowerState != api.VMPowerStateRunning || !s.clean(ctx, c, "VM.clean_shutdown", ref, *timeout) {
+			if ctx.Err() != nil {
+				return internalError("cancelled")
+			}
+			if _, xerr = s.xcall(ctx, c, "VM.hard_shutdown", refArg(ref)); xerr != nil {
+				return xerr
+			}
 		}
-		if ctx.Err() != nil {
-			return internalError("cancelled")
+		if isTransient(vm) {
+			// Forgotten as part of the shutdown (the watcher would do it
+			// a moment later).
+			s.removeTransient(context.WithoutCancel(ctx), ref, id)
 		}
-		_, xerr = s.xcall(ctx, c, "VM.hard_shutdown", refArg(ref))
-		return xerr
+		return nil
 	})
 }
 
@@ -446,10 +458,19 @@ func (s *Service) vmResume(ctx context.Context, c *call) (wire.Value, *Error) {
 	})
 }
 
-// vmS3 answers s3suspend and s3resume: the VM must be running, and then
-// the hypervisor driver would have to put the guest's ACPI S3 state, which
-// the domain manager's drivers do not offer.
-func (s *Service) vmS3(ctx context.Context, c *call) (wire.Value, *Error) {
+// vmS3Suspend and vmS3Resume put a running HVM guest into ACPI S3 and
+// wake it, through the domain manager (the VM stays Running, as in
+// xenopsd; XenAPI's VM_metrics state lists "s3" while it sleeps). A PV
+// guest is Not_supported; a hypervisor driver without S3 Unimplemented.
+func (s *Service) vmS3Suspend(ctx context.Context, c *call) (wire.Value, *Error) {
+	return s.vmS3(ctx, c, true)
+}
+
+func (s *Service) vmS3Resume(ctx context.Context, c *call) (wire.Value, *Error) {
+	return s.vmS3(ctx, c, false)
+}
+
+func (s *Service) vmS3(ctx context.Context, c *call, sleep bool) (wire.Value, *Error) {
 	_, vm, xerr := s.vmArg(c)
 	if xerr != nil {
 		return wire.Value{}, xerr
@@ -460,7 +481,23 @@ func (s *Service) vmS3(ctx context.Context, c *call) (wire.Value, *Error) {
 	if vm.HVMBootPolicy == "" {
 		return wire.Value{}, notSupported() // S3 is an HVM (ACPI) state
 	}
-	return wire.Value{}, unimplemented()
+	doms := s.front.Domains()
+	if doms == nil || !doms.SupportsS3() {
+		return wire.Value{}, unimplemented()
+	}
+	label := "VM.s3resume"
+	if sleep {
+		label = "VM.s3suspend"
+	}
+	return s.vmTask(ctx, c, label, false, func(ctx context.Context, ref xenapi.Ref, id string) *Error {
+		var err error
+		if sleep {
+			err = doms.S3Suspend(ctx, ref)
+		} else {
+			err = doms.S3Resume(ctx, ref)
+		}
+		return fromXenAPI(err)
+	})
 }
 
 func (s *Service) vmMigrate(ctx context.Context, c *call) (wire.Value, *Error) {

@@ -135,9 +135,8 @@ func TestScenario(t *testing.T) {
 	if _, err := e.call(t, "VM.migrate", mem("id", id), mem("url", wire.String("http://elsewhere/"))); err == nil || err.Name != "Internal_error" {
 		t.Fatalf("migrate: %v", err)
 	}
-	if _, err := e.call(t, "VM.s3suspend", mem("id", id)); err == nil || err.Name != "Unimplemented" {
-		t.Fatalf("s3suspend: %v", err)
-	}
+	e.run(t, "VM.s3suspend", mem("id", id))
+	e.run(t, "VM.s3resume", mem("id", id))
 	st := e.must(t, "VM.stat", mem("id", id))
 	state, _ := st.Array[0].Array[1].Field("power_state")
 	if state.Str != "Running" {
@@ -225,7 +224,7 @@ func TestBadInput(t *testing.T) {
 		{"VM.add", named(), "Internal_error"},
 		{"VM.add", named(mem("t", wire.Struct(mem("memory_static_max", wire.Int(0))))), "Internal_error"},
 		{"VM.add", named(mem("t", wire.Struct(mem("memory_static_max", wire.Int(1<<20)), mem("ty", wire.String("Xen"))))), "Internal_error"},
-		{"VM.add", named(mem("t", wire.Struct(mem("memory_static_max", wire.Int(1<<20)), mem("transient", wire.Bool(true))))), "Not_supported"},
+		{"VM.add", named(mem("t", wire.Struct(mem("memory_static_max", wire.Int(1<<20)), mem("vcpus", wire.Int(0)), mem("transient", wire.Bool(true))))), "Internal_error"},
 		{"VM.start", named(mem("id", wire.Int(3))), "Internal_error"},
 		{"VM.start", named(mem("id", wire.String("missing"))), "Does_not_exist"},
 		{"VM.set_vcpus", named(mem("id", wire.String(vmID)), mem("num_vpcus", wire.String("many"))), "Internal_error"},

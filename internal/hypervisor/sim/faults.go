@@ -28,12 +28,16 @@ const (
 	opUnplugNIC       = "unplug_nic"
 	opInfo            = "info"
 	opList            = "list"
+	opS3Suspend       = "s3suspend"
+	opS3Resume        = "s3resume"
+	opSetShadow       = "set_shadow_multiplier"
 )
 
 var ops = []string{
 	opHost, opCreate, opUnpause, opPause, opShutdown, opDestroy, opReset,
 	opSuspend, opResume, opSetMemoryTarget, opSetVCPUs, opPlugDisk,
 	opUnplugDisk, opPlugNIC, opUnplugNIC, opInfo, opList,
+	opS3Suspend, opS3Resume, opSetShadow,
 }
 
 // Ops lists the operation names FailNext accepts, sorted.
@@ -85,6 +89,10 @@ func (d *Driver) guestAction(op, uuid string, act func(*dom)) error {
 	return d.change(context.Background(), op, uuid, func(x *dom) error {
 		if err := wantState(x, op, domain.Running); err != nil {
 			return err
+		}
+		if x.rec.S3 && op != "crash" {
+			// A sleeping guest does nothing of its own; it can still crash.
+			return &StateError{UUID: uuid, Op: op, State: x.state(), Why: "the guest is in ACPI S3"}
 		}
 		act(x)
 		return nil

@@ -50,6 +50,15 @@ type record struct {
 	// it (the request, or the end of a hang).
 	Pending   string        `json:"pending,omitempty"`
 	PendingAt time.Duration `json:"pending_at_ns,omitempty"`
+
+	// S3: the guest is in ACPI S3 (suspended to RAM). The domain keeps
+	// its state (running or paused) and its memory, but its clocks stand
+	// still: no CPU time, no boot progress, no agent reports, no obeying
+	// of clean shutdown requests until it wakes. See s3.go.
+	S3 bool `json:"s3,omitempty"`
+	// Shadow is the HVM shadow memory multiplier; 0 means 1 (the
+	// default, already counted in Overhead). See s3.go.
+	Shadow float64 `json:"shadow_multiplier,omitempty"`
 }
 
 // jsonState stores a domain.State by name.
@@ -83,7 +92,11 @@ type dom struct {
 	req   *request // waiters of rec.Pending, nil if nobody waits
 }
 
-func (x *dom) state() domain.State     { return domain.State(x.rec.State) }
+func (x *dom) state() domain.State { return domain.State(x.rec.State) }
+
+// awake: the guest runs (its clocks tick): the domain is running and the
+// guest is not in ACPI S3.
+func (x *dom) awake() bool             { return x.state() == domain.Running && !x.rec.S3 }
 func (x *dom) setState(s domain.State) { x.rec.State = jsonState(s) }
 
 func (x *dom) stopTimer() {
@@ -111,9 +124,13 @@ func (d *Driver) cpuTime(x *dom) time.Duration {
 	return c
 }
 
-// startRunning sets the domain running and starts its clocks.
+// startRunning sets the domain running and starts its clocks (unless the
+// guest sleeps in ACPI S3: they start when it wakes).
 func (d *Driver) startRunning(x *dom) {
 	x.setState(domain.Running)
+	if x.rec.S3 {
+		return
+	}
 	x.rec.UpSince = time.Now()
 	x.rec.CPUSince = d.now()
 }
@@ -124,12 +141,15 @@ func (d *Driver) stopRunning(x *dom, s domain.State) {
 	x.rec.UpSince = time.Time{}
 	x.rec.CPUSince = time.Time{}
 	x.setState(s)
+	if s == domain.Halted || s == domain.Crashed {
+		x.rec.S3 = false // the guest is dead, not asleep
+	}
 	x.stopTimer()
 }
 
 // foldClocks accumulates the running clocks, restarting them from now.
 func (d *Driver) foldClocks(x *dom) {
-	if x.state() != domain.Running {
+	if !x.awake() {
 		return
 	}
 	x.rec.Uptime = x.uptime()
@@ -140,9 +160,12 @@ func (d *Driver) foldClocks(x *dom) {
 
 // rebootInPlace restarts the guest with the same domid: the guest clock
 // restarts, the agent reports anew, a hang ends. Start and CPU time are
-// the domain's and carry on. The domain ends up running.
+// the domain's and carry on. The domain ends up running (and awake: a
+// reset ends ACPI S3).
 func (d *Driver) rebootInPlace(x *dom) {
-	if x.state() == domain.Running {
+	wasAwake := x.awake()
+	x.rec.S3 = false
+	if wasAwake {
 		d.foldClocks(x)
 	} else {
 		d.startRunning(x)
@@ -187,7 +210,7 @@ func (d *Driver) shutdownDue(x *dom) time.Duration {
 // agent report, a pending clean shutdown) and schedules the next step. The
 // domain may be gone afterwards.
 func (d *Driver) advance(x *dom) {
-	for x.state() == domain.Running {
+	for x.awake() {
 		up := x.uptime()
 		if !x.rec.AgentDone && up >= d.agentDue() {
 			x.rec.AgentDone = true
@@ -212,7 +235,7 @@ func (d *Driver) advance(x *dom) {
 // reschedule arms the timer for the guest's next step, if any.
 func (d *Driver) reschedule(x *dom) {
 	x.stopTimer()
-	if d.closed || x.state() != domain.Running {
+	if d.closed || !x.awake() {
 		return
 	}
 	next, ok := time.Duration(0), false

@@ -108,7 +108,7 @@ func (d *Driver) addUnlock(op string, rec record) (int, error) {
 		d.mu.Unlock()
 		return 0, fmt.Errorf("sim: %s %s: %w", op, uuid, ErrExists)
 	}
-	if err := d.needMemoryLocked(op, uuid, Footprint(rec.Spec.MemoryTarget)); err != nil {
+	if err := d.needMemoryLocked(op, uuid, Footprint(rec.Spec.MemoryTarget)+shadowExtra(&rec)); err != nil {
 		d.mu.Unlock()
 		return 0, err
 	}
@@ -322,6 +322,8 @@ func (d *Driver) Resume(ctx context.Context, spec domain.Spec, path string) (int
 		Spec:   s,
 		Uptime: min(img.Uptime, d.opts.BootTime),
 		Hung:   img.Hung,
+		S3:     img.S3 && s.HVM,
+		Shadow: img.Shadow,
 	}
 
 	d.mu.Lock()

@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/xenith/xenith/internal/domain"
 )
 
 var timeZero time.Time
@@ -133,8 +131,8 @@ func (d *Driver) load() error {
 
 	changed := false
 	for _, x := range d.doms {
-		// Clocks run exactly when the domain runs.
-		if x.state() == domain.Running {
+		// Clocks run exactly when the guest runs (not in ACPI S3).
+		if x.awake() {
 			if x.rec.UpSince.IsZero() {
 				x.rec.UpSince, changed = time.Now(), true
 			}
@@ -149,7 +147,7 @@ func (d *Driver) load() error {
 		if x.rec.Pending != "" {
 			changed = true
 			switch {
-			case x.state() != domain.Running || x.rec.Hung:
+			case !x.awake() || x.rec.Hung:
 				finishRequest(x, nil)
 			case x.rec.Pending == pendingHalt:
 				d.remove(x)

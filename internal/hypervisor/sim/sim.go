@@ -256,7 +256,7 @@ func (d *Driver) Host(ctx context.Context) (domain.HostInfo, error) {
 func (d *Driver) freeLocked() int64 {
 	free := d.opts.TotalMemory - d.opts.Dom0Memory
 	for _, x := range d.doms {
-		free -= Footprint(x.rec.Spec.MemoryTarget)
+		free -= Footprint(x.rec.Spec.MemoryTarget) + shadowExtra(&x.rec)
 	}
 	return free
 }

@@ -21,13 +21,32 @@ class EventWatcher:
     an event on one object (class, ref, operation and, for a VM, the
     power_state its snapshot must show)."""
 
-    def __init__(self, session):
+    def __init__(self, session, classes=("vm",)):
         self.s = session
+        self.classes = list(classes)
         self.token = ""
         self.token = self._from(0.0)["token"]
 
     def _from(self, timeout):
-        return getattr(self.s.xenapi.event, "from")(["vm"], self.token, timeout)
+        return getattr(self.s.xenapi.event, "from")(self.classes, self.token, timeout)
+
+    def expect_snapshot(self, what, cls, ref, desc, pred):
+        """Waits for a mod event on one object whose snapshot satisfies
+        pred (desc says what pred checks)."""
+        deadline = time.time() + EVENT_DEADLINE
+        seen = []
+        while time.time() < deadline:
+            r = self._from(2.0)
+            self.token = r["token"]
+            for ev in r["events"]:
+                if ev["class"] != cls or ev["ref"] != ref or ev["operation"] != "mod":
+                    continue
+                snap = ev.get("snapshot") or {}
+                seen.append(snap)
+                if pred(snap):
+                    check("XenAPI event %s mod (%s) after %s" % (cls, desc, what), True)
+                    return
+        check("XenAPI event %s mod (%s) after %s" % (cls, desc, what), False, "saw %r" % seen[-3:])
 
     def expect(self, what, cls, ref, op, power_state):
         deadline = time.time() + EVENT_DEADLINE

@@ -73,7 +73,7 @@ class Xenops:
 def scenario(args):
     x = Xenops(args.url, args.user, args.password)
     api = xenapi_session(args.url, args.user, args.password)
-    watch = EventWatcher(xenapi_session(args.url, args.user, args.password))
+    watch = EventWatcher(xenapi_session(args.url, args.user, args.password), classes=("vm", "vm_metrics"))
     vm_id = str(uuid.uuid4())
 
     step("query")
@@ -117,6 +117,35 @@ def scenario(args):
     x.op("VM.unpause", id=vm_id)
     state("Running", "VM.unpause (again)")
 
+    step("s3suspend/s3resume")
+    metrics = api.xenapi.VM.get_metrics(ref)
+    x.op("VM.s3suspend", id=vm_id)
+    check("XenAPI power_state in S3 stays Running", api.xenapi.VM.get_power_state(ref) == "Running")
+    ms = api.xenapi.VM_metrics.get_state(metrics)
+    check("XenAPI VM_metrics state lists s3", "s3" in ms, repr(ms))
+    watch.expect_snapshot("VM.s3suspend", "vm_metrics", metrics, "state has s3", lambda s: "s3" in s.get("state", []))
+    x.op("VM.s3resume", id=vm_id)
+    ms = api.xenapi.VM_metrics.get_state(metrics)
+    check("XenAPI VM_metrics state drops s3", "s3" not in ms and "running" in ms, repr(ms))
+    watch.expect_snapshot("VM.s3resume", "vm_metrics", metrics, "state without s3",
+                          lambda s: "s3" not in s.get("state", ["s3"]))
+    check("XenAPI power_state after S3 is Running", api.xenapi.VM.get_power_state(ref) == "Running")
+
+    step("live shadow multiplier")
+    x.op("VM.set_shadow_multiplier", id=vm_id, shadow_multiplier=4.0)
+    got = float(api.xenapi.VM.get_HVM_shadow_multiplier(ref))
+    check("XenAPI HVM_shadow_multiplier is 4.0", got == 4.0, repr(got))
+    watch.expect_snapshot("VM.set_shadow_multiplier", "vm", ref, "HVM_shadow_multiplier 4.0",
+                          lambda s: float(s.get("HVM_shadow_multiplier", 0)) == 4.0)
+    stat = x.ok("VM.stat", id=vm_id)
+    check("VM.stat shadow_multiplier_target is 4.0", stat[0][1]["shadow_multiplier_target"] == 4.0,
+          repr(stat[0][1]["shadow_multiplier_target"]))
+    api.xenapi.VM.set_shadow_multiplier_live(ref, 2.0)
+    got = float(api.xenapi.VM.get_HVM_shadow_multiplier(ref))
+    check("XenAPI VM.set_shadow_multiplier_live sets 2.0", got == 2.0, repr(got))
+    watch.expect_snapshot("VM.set_shadow_multiplier_live", "vm", ref, "HVM_shadow_multiplier 2.0",
+                          lambda s: float(s.get("HVM_shadow_multiplier", 0)) == 2.0)
+
     step("shutdown")
     x.op("VM.shutdown", id=vm_id, clean_shutdown_timeout=[10.0])
     state("Halted", "VM.shutdown")
@@ -137,6 +166,23 @@ def scenario(args):
         check("XenAPI forgot the VM", True)
     watch.expect("VM.remove", "vm", ref, "del", None)
     check("VM.stat after remove: Does_not_exist", x.error("VM.stat", id=vm_id) == "Does_not_exist")
+
+    step("transient VM")
+    tid = str(uuid.uuid4())
+    tt = dict(t, id=tid, name="xenops-transient", transient=True)
+    check("VM.add of a transient VM", x.ok("VM.add", t=tt) == tid)
+    tref = api.xenapi.VM.get_by_uuid(tid)
+    x.op("VM.start", id=tid)
+    check("XenAPI: transient VM Running", api.xenapi.VM.get_power_state(tref) == "Running")
+    watch.expect("VM.start (transient)", "vm", tref, "mod", "Running")
+    api.xenapi.VM.hard_shutdown(tref)  # halted through XenAPI: the front forgets it
+    watch.expect("VM.hard_shutdown (transient)", "vm", tref, "del", None)
+    try:
+        api.xenapi.VM.get_record(tref)
+        check("XenAPI forgot the halted transient VM", False)
+    except Exception:
+        check("XenAPI forgot the halted transient VM", True)
+    check("VM.stat of the halted transient VM: Does_not_exist", x.error("VM.stat", id=tid) == "Does_not_exist")
 
     step("XenAPI VM seen by xenopsd")
     rec = {"name_label": "from-xenapi", "name_description": "", "user_version": "1", "is_a_template": False,
