@@ -59,6 +59,8 @@ type options struct {
 	logLevel     string
 	sessionIdle  time.Duration
 	xend         string
+	// cleanShutdownTimeout bounds VM.clean_shutdown/clean_reboot.
+	cleanShutdownTimeout time.Duration
 }
 
 func defaultDataDir() string {
@@ -91,6 +93,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.sessionIdle, "session-idle", 24*time.Hour, "idle time after which a session expires")
+	fs.DurationVar(&o.cleanShutdownTimeout, "clean-shutdown-timeout", domain.DefaultCleanShutdownTimeout,
+		"how long a guest may take to obey a clean shutdown or reboot (then VM.clean_shutdown fails with VM_SHUTDOWN_TIMEOUT and VM.shutdown forces it)")
 	fs.StringVar(&o.xend, "xend", "", "also serve the xend HTTP interface on its own TCP address (e.g. 127.0.0.1:8000); empty disables")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -165,7 +169,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer drv.Close()
-	domains := domain.New(domain.Config{Store: st, Driver: drv, Host: hostRef, Log: log, StateDir: o.data})
+	domains := domain.New(domain.Config{Store: st, Driver: drv, Host: hostRef, Log: log, StateDir: o.data,
+		CleanShutdownTimeout: o.cleanShutdownTimeout})
 	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: hostRef, SessionIdle: o.sessionIdle, Domains: domains})
 	fr := newFronts(srv, log)
 

@@ -210,7 +210,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 				state = api.VMPowerStatePaused
 			}
 			if int64(info.Domid) != vm.Domid || state != vm.PowerState {
-				_ = m.markRunning(row.Ref, info.Domid, state, false)
+				_ = m.markRunning(row.Ref, info.Domid, state, false, false)
 			} else {
 				m.syncConsoles(row.Ref, vm.UUID)
 			}

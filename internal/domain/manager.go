@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,7 +52,14 @@ type Config struct {
 	Host     xenapi.Ref
 	Log      *slog.Logger
 	StateDir string // suspend images go under StateDir/suspend
+	// CleanShutdownTimeout bounds clean shutdowns and reboots; 0 means
+	// DefaultCleanShutdownTimeout.
+	CleanShutdownTimeout time.Duration
 }
+
+// DefaultCleanShutdownTimeout is how long a guest may take to obey a clean
+// shutdown or reboot request unless Config says otherwise.
+const DefaultCleanShutdownTimeout = 60 * time.Second
 
 // New returns a manager; call Run to adopt domains and follow guests.
 func New(cfg Config) *Manager {
@@ -59,8 +67,12 @@ func New(cfg Config) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
+	timeout := cfg.CleanShutdownTimeout
+	if timeout <= 0 {
+		timeout = DefaultCleanShutdownTimeout
+	}
 	return &Manager{st: cfg.Store, drv: cfg.Driver, host: cfg.Host, log: log, stateDir: cfg.StateDir,
-		CleanShutdownTimeout: 60 * time.Second, locks: make(map[xenapi.Ref]chan struct{})}
+		CleanShutdownTimeout: timeout, locks: make(map[xenapi.Ref]chan struct{})}
 }
 
 // Driver returns the hypervisor driver.
@@ -219,7 +231,7 @@ func (m *Manager) start(ctx context.Context, ref xenapi.Ref, vm *api.VM, paused 
 		state = api.VMPowerStateRunning
 	}
 	// One durable write records the whole start.
-	if err := m.markRunning(ref, domid, state, true); err != nil {
+	if err := m.markRunning(ref, domid, state, true, true); err != nil {
 		_ = m.drv.Destroy(context.WithoutCancel(ctx), vm.UUID)
 		return err
 	}
@@ -259,7 +271,7 @@ func (m *Manager) cleanShutdown(ctx context.Context, ref xenapi.Ref, vm *api.VM)
 	defer cancel()
 	err := m.drv.Shutdown(sctx, vm.UUID, false)
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		return xenapi.NewError(api.ErrVMShutdownTimeout, string(ref), strconv.FormatFloat(m.CleanShutdownTimeout.Seconds(), 'f', -1, 64))
+		return m.shutdownTimeout(ref)
 	}
 	if err != nil {
 		return err
@@ -302,6 +314,23 @@ func (m *Manager) Shutdown(ctx context.Context, ref xenapi.Ref) error {
 	})
 }
 
+// shutdownTimeout is xapi's error for a guest that did not obey a clean
+// shutdown or reboot in time: VM_SHUTDOWN_TIMEOUT [vm; timeout], the
+// timeout in seconds spelled as OCaml's string_of_float ("60.", "1.5").
+func (m *Manager) shutdownTimeout(ref xenapi.Ref) error {
+	return xenapi.NewError(api.ErrVMShutdownTimeout, string(ref), ocamlFloat(m.CleanShutdownTimeout.Seconds()))
+}
+
+// ocamlFloat formats f as OCaml's string_of_float does (%.12g, with a
+// trailing "." when that looks like an integer).
+func ocamlFloat(f float64) string {
+	s := strconv.FormatFloat(f, 'g', 12, 64)
+	if !strings.ContainsAny(s, ".eni") {
+		s += "."
+	}
+	return s
+}
+
 // CleanReboot asks the guest to reboot and waits for it.
 func (m *Manager) CleanReboot(ctx context.Context, ref xenapi.Ref) error {
 	return m.do(ctx, ref, api.VMOperationsCleanReboot, func(ctx context.Context, vm *api.VM) error {
@@ -309,7 +338,7 @@ func (m *Manager) CleanReboot(ctx context.Context, ref xenapi.Ref) error {
 		defer cancel()
 		err := m.drv.Shutdown(sctx, vm.UUID, true)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return xenapi.NewError(api.ErrVMShutdownTimeout, string(ref), strconv.FormatFloat(m.CleanShutdownTimeout.Seconds(), 'f', -1, 64))
+			return m.shutdownTimeout(ref)
 		}
 		if err != nil {
 			return err
@@ -366,7 +395,10 @@ func (m *Manager) Suspend(ctx context.Context, ref xenapi.Ref) error {
 // Resume restores a suspended VM, leaving it paused if asked.
 func (m *Manager) Resume(ctx context.Context, ref xenapi.Ref, paused bool) error {
 	return m.do(ctx, ref, api.VMOperationsResume, func(ctx context.Context, vm *api.VM) error {
-		spec, err := m.spec(ref, vm)
+		// The saved domain has the devices that were plugged when it was
+		// suspended (suspend keeps currently_attached): the new one must
+		// have the same, or the saved state does not fit it.
+		spec, err := m.specOf(ref, vm, true)
 		if err != nil {
 			return err
 		}
@@ -379,7 +411,7 @@ func (m *Manager) Resume(ctx context.Context, ref xenapi.Ref, paused bool) error
 		if err != nil {
 			return err
 		}
-		if err := m.markRunning(ref, domid, api.VMPowerStatePaused, false); err != nil {
+		if err := m.markRunning(ref, domid, api.VMPowerStatePaused, false, false); err != nil {
 			return err
 		}
 		m.dropImage(ctx, ref, vm)
@@ -415,8 +447,14 @@ func (m *Manager) suspendPath(vm *api.VM) string {
 	return filepath.Join(m.stateDir, "suspend", vm.UUID+".img")
 }
 
-// spec builds a driver Spec from the VM and its devices.
-func (m *Manager) spec(ref xenapi.Ref, vm *api.VM) (Spec, error) {
+// spec builds a driver Spec from the VM and all its devices (a start).
+func (m *Manager) spec(ref xenapi.Ref, vm *api.VM) (Spec, error) { return m.specOf(ref, vm, false) }
+
+// specOf builds a driver Spec from the VM and its devices; plugged keeps
+// only the VBDs and VIFs recorded as currently_attached (a resume). A VM
+// none of whose devices is recorded attached was suspended by a xenithd
+// that cleared the flags on suspend: all its devices are taken then.
+func (m *Manager) specOf(ref xenapi.Ref, vm *api.VM, plugged bool) (Spec, error) {
 	s := Spec{
 		UUID: vm.UUID, Name: vm.NameLabel,
 		MemoryStaticMax: vm.MemoryStaticMax, MemoryTarget: vm.MemoryDynamicMax,
@@ -437,12 +475,18 @@ func (m *Manager) spec(ref xenapi.Ref, vm *api.VM) (Spec, error) {
 	if s.MemoryStaticMax <= 0 {
 		return s, xenapi.NewError(api.ErrMemoryConstraintViolation, "memory_static_max must be positive to start a VM")
 	}
+	if plugged && !m.anyAttached(vm) {
+		plugged = false
+	}
 	for _, vbdRef := range vm.VBDs {
 		row, err := m.st.Get(api.ClassVBD, vbdRef)
 		if err != nil {
 			continue
 		}
 		vbd := row.Rec.(*api.VBD)
+		if plugged && !vbd.CurrentlyAttached {
+			continue
+		}
 		d := Disk{Device: vbd.Userdevice, ReadOnly: vbd.Mode == api.VBDModeRO, CD: vbd.Type == api.VBDTypeCD, Bootable: vbd.Bootable}
 		if !vbd.Empty && !vbd.VDI.IsNull() {
 			path, format := m.vdiPath(vbd.VDI)
@@ -456,6 +500,9 @@ func (m *Manager) spec(ref xenapi.Ref, vm *api.VM) (Spec, error) {
 			continue
 		}
 		vif := row.Rec.(*api.VIF)
+		if plugged && !vif.CurrentlyAttached {
+			continue
+		}
 		n := NIC{Device: vif.Device, MAC: vif.MAC, MTU: int(vif.MTU)}
 		if nr, err := m.st.Get(api.ClassNetwork, vif.Network); err == nil {
 			n.Bridge = nr.Rec.(*api.Network).Bridge
@@ -463,6 +510,22 @@ func (m *Manager) spec(ref xenapi.Ref, vm *api.VM) (Spec, error) {
 		s.NICs = append(s.NICs, n)
 	}
 	return s, nil
+}
+
+// anyAttached tells whether any of the VM's VBDs or VIFs is recorded as
+// currently_attached.
+func (m *Manager) anyAttached(vm *api.VM) bool {
+	for _, r := range vm.VBDs {
+		if row, err := m.st.Get(api.ClassVBD, r); err == nil && row.Rec.(*api.VBD).CurrentlyAttached {
+			return true
+		}
+	}
+	for _, r := range vm.VIFs {
+		if row, err := m.st.Get(api.ClassVIF, r); err == nil && row.Rec.(*api.VIF).CurrentlyAttached {
+			return true
+		}
+	}
+	return false
 }
 
 // vdiPath finds a VDI's image file through its SR's storage driver.
@@ -494,8 +557,11 @@ func (m *Manager) vdiPath(ref xenapi.Ref) (string, string) {
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
 
-// markRunning records a freshly built or resumed domain.
-func (m *Manager) markRunning(ref xenapi.Ref, domid int, state api.VMPowerState, fresh bool) error {
+// markRunning records a freshly built (fresh: a new start time) or resumed
+// or adopted domain. attach marks all the VM's VBDs and VIFs attached (a
+// start builds the domain with all of them); otherwise currently_attached
+// is left as recorded.
+func (m *Manager) markRunning(ref xenapi.Ref, domid int, state api.VMPowerState, fresh, attach bool) error {
 	var cons []Console
 	if row, err := m.st.Get(api.ClassVM, ref); err == nil {
 		cons = m.consolesFor(row.Rec.(*api.VM).UUID)
@@ -528,6 +594,9 @@ func (m *Manager) markRunning(ref xenapi.Ref, domid int, state api.VMPowerState,
 			}); err != nil {
 				return err
 			}
+		}
+		if !attach {
+			return nil
 		}
 		return m.setAttached(tx, vm, true)
 	})
@@ -582,8 +651,16 @@ func (m *Manager) setPowerState(ref xenapi.Ref, state api.VMPowerState) error {
 func (m *Manager) markHalted(ref xenapi.Ref) error { return m.markStopped(ref, api.VMPowerStateHalted) }
 
 // markStopped records that the VM has no domain any more (halted or
-// suspended): devices detached, guest metrics gone.
+// suspended): guest metrics and consoles gone; a halted VM's devices are
+// detached, while a suspended one keeps currently_attached as it was, as
+// in xapi, so that resume rebuilds the domain with the devices it had.
 func (m *Manager) markStopped(ref xenapi.Ref, state api.VMPowerState) error {
+	return m.stopped(ref, state, state == api.VMPowerStateHalted, true)
+}
+
+// stopped records state, drops the guest metrics, and optionally marks
+// the devices detached and removes the console objects.
+func (m *Manager) stopped(ref xenapi.Ref, state api.VMPowerState, detach, dropConsoles bool) error {
 	return m.st.Update(context.Background(), func(tx *store.Tx) error {
 		var vm *api.VM
 		err := tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
@@ -617,25 +694,32 @@ func (m *Manager) markStopped(ref xenapi.Ref, state api.VMPowerState) error {
 				return err
 			}
 		}
-		if err := m.replaceConsoles(tx, ref, nil); err != nil {
-			return err
+		if dropConsoles {
+			if err := m.replaceConsoles(tx, ref, nil); err != nil {
+				return err
+			}
+		}
+		if !detach {
+			return nil
 		}
 		return m.setAttached(tx, vm, false)
 	})
 }
 
-// rebooted records a reboot: a new start time, fresh guest metrics to come.
+// rebooted records a reboot in place: a new start time, fresh guest
+// metrics to come, the same devices plugged and the same console objects
+// (markRunning keeps them when the driver reports the same consoles).
 func (m *Manager) rebooted(ref xenapi.Ref, vm *api.VM) error {
 	info, err := m.drv.Info(context.Background(), vm.UUID)
 	if err != nil {
 		return err
 	}
-	if err := m.markStopped(ref, api.VMPowerStateHalted); err != nil {
+	if err := m.stopped(ref, api.VMPowerStateHalted, false, false); err != nil {
 		return err
 	}
 	state := api.VMPowerStateRunning
 	if info.State == Paused {
 		state = api.VMPowerStatePaused
 	}
-	return m.markRunning(ref, info.Domid, state, true)
+	return m.markRunning(ref, info.Domid, state, true, false)
 }

@@ -58,7 +58,7 @@ printf '#!/bin/sh\necho XENITH-ACPI-POWEROFF >/dev/console\nsync\npoweroff -f\n'
 chmod 755 "$R/etc/acpi/PWRF/00000080"
 DEP=$WORK/k/lib/modules/$KVER/modules.dep
 files=""
-for m in virtio_pci virtio_blk virtio_net virtio_balloon button evdev ext4 crc32c_generic; do
+for m in virtio_pci virtio_blk virtio_net virtio_balloon button evdev ext4 crc32c_generic ata_piix sr_mod; do
 	line=$(grep -E "/$m\.ko(\.xz|\.zst)?:" "$DEP" || true)
 	[ -n "$line" ] || continue # built in
 	files="$files ${line%%:*} ${line#*:}"
