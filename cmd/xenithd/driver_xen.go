@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/hostinfo"
 	"github.com/xenith/xenith/internal/hypervisor/xen"
+	"github.com/xenith/xenith/internal/inventory"
+	"github.com/xenith/xenith/internal/store"
+	"github.com/xenith/xenith/internal/xenapi"
 )
 
 var xenFlags struct {
@@ -52,4 +57,28 @@ func openXen(o options, _ hostinfo.Info) (openedDriver, error) {
 		PollInterval: xenFlags.poll,
 		Log:          log,
 	})
+}
+
+// applyHypervisorFacts records what the hypervisor says about the host on
+// its records: with xen, `xl info` (Xen's version and build, the machine's
+// memory and CPUs, capabilities, scheduler) and dom0's size from `xl list`
+// for the control domain; with other drivers only the driver's name.
+func applyHypervisorFacts(ctx context.Context, st *store.Store, hostRef xenapi.Ref, name string, drv domain.Driver) error {
+	h := inventory.Hypervisor{Name: name}
+	if x, ok := drv.(*xen.Driver); ok {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		fields, err := x.XenInfo(ctx)
+		if err != nil {
+			return err
+		}
+		mem, vcpus, err := x.ControlDomain(ctx)
+		if err != nil {
+			return err
+		}
+		if h, err = inventory.XenFacts(fields, mem, vcpus); err != nil {
+			return err
+		}
+	}
+	return inventory.ApplyHypervisor(ctx, st, hostRef, h)
 }

@@ -169,6 +169,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer drv.Close()
+	if err := applyHypervisorFacts(ctx, st, hostRef, o.hypervisor, drv); err != nil {
+		log.Warn("host facts from the hypervisor", "err", err)
+	}
 	domains := domain.New(domain.Config{Store: st, Driver: drv, Host: hostRef, Log: log, StateDir: o.data,
 		CleanShutdownTimeout: o.cleanShutdownTimeout})
 	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: hostRef, SessionIdle: o.sessionIdle, Domains: domains})

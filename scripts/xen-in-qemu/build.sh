@@ -14,11 +14,14 @@
 #   dom0.cpio.gz   dom0's initramfs (/init = dom0-init.sh)
 #   domU.cpio.gz   the guest's initramfs (busybox init; prints DOMU_READY,
 #                  DOMU_TICK n on hvc0; obeys xl shutdown / sysrq)
+#   guest/         tests/peers/python/driver_scenario.py's guest for Xen
+#                  (vmlinuz, initramfs.gz, disk1.ext4, disk2.ext4)
 # xenithd is not in the initramfs: boot.sh shares a host folder over 9p and
 # dom0 runs its run.sh, so a rebuilt xenithd needs no new initramfs.
 #
 # Needs: apt-get/apt-cache/dpkg (Debian 12), cpio, gzip, xz, kmod (depmod),
-# file, ldd, bash (copied into dom0 for the hotplug scripts).
+# file, ldd, bash, flock and losetup (util-linux, copied into dom0 for the
+# hotplug scripts), mkfs.ext4.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${XENITH_XEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xenith/xen-in-qemu}
@@ -28,7 +31,7 @@ log() { echo "xen-in-qemu/build.sh: $*" >&2; }
 export PATH=$PATH:/usr/sbin:/sbin
 mkdir -p "$DEBS"
 
-for t in cpio gzip xz depmod modprobe file ldd ldconfig dpkg apt-get; do
+for t in cpio gzip xz depmod modprobe file ldd ldconfig dpkg apt-get mkfs.ext4 flock losetup; do
 	command -v "$t" >/dev/null || { log "missing host tool: $t"; exit 1; }
 done
 
@@ -55,7 +58,8 @@ if [ ! -f "$CACHE/.fetched-$KPKG" ]; then
 	touch "$CACHE/.fetched-$KPKG"
 fi
 
-KEY=$( (ls "$DEBS"; cat "$HERE/build.sh" "$HERE/dom0-init.sh") | sha256sum | cut -c1-16)
+GUEST_INIT=$HERE/../guest/init.sh # the driver scenario's guest, shared with the qemu tests
+KEY=$( (ls "$DEBS"; cat "$HERE/build.sh" "$HERE/dom0-init.sh" "$HERE/block.sh" "$GUEST_INIT") | sha256sum | cut -c1-16)
 if [ "$(cat "$CACHE/stamp" 2>/dev/null)" = "$KEY" ]; then
 	echo "$CACHE"
 	exit 0
@@ -97,6 +101,53 @@ EOT
 chmod +x "$RU/etc/rc" "$RU/bin/ticker"
 (cd "$RU" && find . | cpio -o -H newc --quiet | gzip -1) >"$CACHE/domU.cpio.gz"
 
+# ------------------------------------------- 2b. the driver scenario's guest
+# guest/: what tests/peers/python/driver_scenario.py boots (--guest), as
+# scripts/guest/build.sh makes it for qemu, but for a Xen PV domain: the
+# uncompressed kernel (named vmlinuz, as the scenario expects), xen-blkfront
+# and xen-netfront, scripts/guest/init.sh with Xen's disk names (xvdX)
+# reported as the scenario knows them (vdX), and, for the power-off request
+# Xen sends through xenstore (the kernel runs /sbin/poweroff), the same
+# XENITH-ACPI-POWEROFF line as the ACPI button under qemu, ignored once
+# "xcmd hang" was typed.
+RG=$CACHE/guestroot
+rm -rf "$RG" "$CACHE/guest" && busybox_tree "$RG" && mkdir -p "$CACHE/guest" "$RG/etc/acpi/PWRF"
+sed -e 's|^for m in virtio_pci |for m in xen-blkfront xen-netfront virtio_pci |' \
+	-e 's|for b in /sys/block/vd\* /sys/block/sd\*; do|for b in /sys/block/vd* /sys/block/sd* /sys/block/xvd*; do|' \
+	-e 's|echo "XENITH-DISK \$n |echo "XENITH-DISK ${n#x} |' \
+	-e "s#ls /sys/block | tr#ls /sys/block | sed 's/^xvd/vd/' | tr#" \
+	-e 's|hang) killall acpid;|hang) killall acpid; : >/xenith-hung;|' "$GUEST_INIT" >"$RG/init"
+for want in 'for m in xen-blkfront' '/sys/block/xvd\*' 'XENITH-DISK \${n#x}' "sed 's/^xvd/vd/'" ': >/xenith-hung'; do
+	grep -q "$want" "$RG/init" || { log "scripts/guest/init.sh changed: cannot adapt it for Xen ($want)"; exit 1; }
+done
+chmod 755 "$RG/init"
+rm "$RG/bin/poweroff"
+cat >"$RG/bin/poweroff" <<'EOT'
+#!/bin/sh
+# /sbin/poweroff: run by the kernel when Xen asks the guest to power off
+[ "$1" = -f ] && exec busybox poweroff -f
+[ -e /xenith-hung ] && exit 0
+echo XENITH-ACPI-POWEROFF >/dev/console
+sync
+exec busybox poweroff -f
+EOT
+chmod 755 "$RG/bin/poweroff"
+for m in xen-blkfront xen-netfront ext4 crc32c_generic; do modprobe -d "$X" -S "$KVER" --show-depends "$m"; done |
+	awk '$1=="insmod"{print $2}' | sort -u | while read -r ko; do
+	rel=${ko#"$X"/}
+	mkdir -p "$RG/$(dirname "$rel")"
+	cp "$ko" "$RG/$rel"
+done
+cp "$X/lib/modules/$KVER"/modules.{order,builtin,builtin.modinfo} "$RG/lib/modules/$KVER/"
+depmod -b "$RG" "$KVER"
+(cd "$RG" && find . | cpio -o -H newc --quiet | gzip -1) >"$CACHE/guest/initramfs.gz"
+ln -f "$CACHE/vmlinux" "$CACHE/guest/vmlinuz" 2>/dev/null || cp "$CACHE/vmlinux" "$CACHE/guest/vmlinuz"
+for n in 1 2; do
+	rm -rf "$RG/d$n" && mkdir -p "$RG/d$n" && echo "disk$n" >"$RG/d$n/MARKER"
+	mkfs.ext4 -q -F -L "xdisk$n" -d "$RG/d$n" "$CACHE/guest/disk$n.ext4" 16M >&2
+done
+rm -rf "$RG"
+
 # ------------------------------------------------------------- 3. dom0
 R0=$CACHE/dom0root
 rm -rf "$R0" && busybox_tree "$R0"
@@ -111,6 +162,11 @@ cp -a "$X"/usr/bin/xenstore* "$R0/usr/bin/"
 cp -a "$X/etc/xen/." "$R0/etc/xen/"
 cp /bin/bash "$R0/usr/bin/bash" # the hotplug scripts in /etc/xen/scripts are bash
 ln -s /usr/bin/bash "$R0/bin/bash" 2>/dev/null || true
+# the block hotplug script (a VBD on a file: a loop device) needs
+# util-linux's flock and losetup (--show, -a), which busybox lacks
+mkdir -p "$R0/usr/sbin"
+cp "$(command -v flock)" "$R0/usr/bin/flock"
+cp "$(command -v losetup)" "$R0/usr/sbin/losetup"
 # kernel modules: dom0 drivers and backends, virtio net + 9p, bridge, loop
 mods="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback
       virtio_pci virtio_net 9pnet_virtio 9p bridge loop"
@@ -144,6 +200,7 @@ miss=$(for b in "$R0"/usr/lib/xen-4.17/bin/* "$R0"/usr/bin/xenstore*; do
 	LD_LIBRARY_PATH=$lp ldd "$b" 2>/dev/null | grep "not found" | sed "s|^|$(basename "$b"): |" || true
 done | sort -u)
 [ -z "$miss" ] || { log "unresolved libraries in dom0:"; echo "$miss" >&2; exit 1; }
+install -m 0755 "$HERE/block.sh" "$R0/etc/xen/scripts/block"
 install -m 0755 "$HERE/dom0-init.sh" "$R0/init"
 (cd "$R0" && find . | cpio -o -H newc --quiet | gzip -1) >"$CACHE/dom0.cpio.gz"
 rm -rf "$R0" "$RU"

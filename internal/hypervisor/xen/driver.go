@@ -105,6 +105,8 @@ type Driver struct {
 	opLocks map[string]*sync.Mutex
 	xs      XenStore
 	dropped uint64
+	// consoles are the console sockets served, by VM uuid (console.go).
+	consoles map[string]*consoleRelay
 
 	events chan domain.Event
 	kick   chan struct{}
@@ -340,6 +342,7 @@ func (d *Driver) drop(uuid string, err error) {
 	if r != nil && r.watched != 0 {
 		d.unwatchAgent(uuid, r.watched)
 	}
+	d.stopConsole(uuid)
 	d.forgetFiles(uuid)
 }
 
@@ -368,6 +371,21 @@ func (d *Driver) Host(ctx context.Context) (domain.HostInfo, error) {
 func (d *Driver) XenInfo(ctx context.Context) (map[string]string, error) {
 	in, err := d.xl.info(ctx)
 	return in.Fields, err
+}
+
+// ControlDomain returns dom0's memory (bytes) and vCPU count, from its
+// line of `xl list -v` (dom0 is not one of the driver's domains).
+func (d *Driver) ControlDomain(ctx context.Context) (memory int64, vcpus int, err error) {
+	doms, err := d.xl.list(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, x := range doms {
+		if x.Domid == 0 {
+			return x.MemMiB * mib, x.VCPUs, nil
+		}
+	}
+	return 0, 0, errors.New("xl list -v: no domain 0")
 }
 
 // overheadMiB is what Xen needs beyond a domain's memory: page tables and

@@ -395,6 +395,10 @@ func TestHost(t *testing.T) {
 	if err != nil || fields["xen_version"] != "4.17.7" {
 		t.Fatalf("%v %v", fields, err)
 	}
+	mem, vcpus, err := r.d.ControlDomain(r.ctx())
+	if err != nil || mem != 768<<20 || vcpus != 2 {
+		t.Fatalf("ControlDomain = %d, %d, %v; want 768 MiB, 2", mem, vcpus, err)
+	}
 }
 
 func TestClosed(t *testing.T) {

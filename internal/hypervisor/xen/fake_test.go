@@ -125,6 +125,17 @@ func (f *fakeXen) Run(ctx context.Context, name string, args ...string) ([]byte,
 		f.doms[name] = d
 		f.freeMiB -= mem
 		return nil, nil
+	case "vcpu-list":
+		d, err := get(args[1])
+		if err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		b.WriteString("Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)\n")
+		for i := 0; i < d.vcpus; i++ {
+			fmt.Fprintf(&b, "%-35s %3d %5d %5s   -b-     %5.1f  all / all\n", d.name, d.domid, i, "1", 1.5+float64(i))
+		}
+		return []byte(b.String()), nil
 	case "domid":
 		d := f.doms[args[1]]
 		if d == nil {

@@ -56,7 +56,43 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import CheckFailed, check, expect_failure, is_ref, run, step  # noqa: E402
 
 BOOT_TIMEOUT = float(os.environ.get("XENITH_BOOT_TIMEOUT", "120"))
+# how long a XenAPI event may take (a Xen guest's reboot rebuilds its domain:
+# tens of seconds in an emulated dom0)
+EVENT_TIMEOUT = float(os.environ.get("XENITH_EVENT_TIMEOUT", "30"))
 MIB = 1 << 20
+
+
+# ---------------------------------------------------------------- xen in a remote dom0
+# When xenithd runs in a Xen dom0 that is not this machine (tests/e2e/xen_test.go:
+# a dom0 in QEMU sharing a folder with the host at the same path), its console
+# sockets and xl are in dom0: XENITH_CONSOLE_RELAY=HOST:PORT reaches a console
+# socket through a relay in dom0 (it reads the socket's path, then relays),
+# and XENITH_XEN_DOM0_SHARE=DIR runs commands in dom0 through DIR/req and
+# DIR/resp (a file req/NAME.CMD is answered in resp/NAME).
+
+XEN_CONSOLE_RELAY = os.environ.get("XENITH_CONSOLE_RELAY", "")
+XEN_DOM0_SHARE = os.environ.get("XENITH_XEN_DOM0_SHARE", "")
+
+
+def xen_relay_connect(path, timeout):
+    host, port = XEN_CONSOLE_RELAY.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    s.settimeout(None)
+    s.sendall((path + "\n").encode())
+    return s
+
+
+def xen_dom0_request(cmd, timeout=60):
+    name = uuidlib.uuid4().hex
+    open(os.path.join(XEN_DOM0_SHARE, "req", name + "." + cmd), "w").close()
+    resp = os.path.join(XEN_DOM0_SHARE, "resp", name)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(resp):
+            with open(resp) as f:
+                return f.read()
+        time.sleep(0.2)
+    raise CheckFailed("dom0 did not answer %s within %ds" % (cmd, timeout))
 
 
 # ---------------------------------------------------------------- consoles
@@ -70,7 +106,9 @@ class Console:
         self.lines = []
         self.cv = threading.Condition()
         self.closed = False
-        if location.startswith("unix://"):
+        if location.startswith("unix://") and XEN_CONSOLE_RELAY:
+            self.sock = xen_relay_connect(location[len("unix://"):], timeout)
+        elif location.startswith("unix://"):
             path = location[len("unix://"):]
             deadline = time.time() + timeout
             while True:
@@ -173,6 +211,11 @@ def kill_domain(driver, x, vm):
                 continue
         raise CheckFailed("no QEMU process for VM %s" % vm_uuid)
     if driver == "xen":
+        if XEN_DOM0_SHARE:
+            out = xen_dom0_request("xl-destroy-%s" % x.VM.get_domid(vm))
+            if "destroyed" not in out:
+                raise CheckFailed("xl destroy in dom0: %s" % out.strip())
+            return
         import subprocess
         subprocess.check_call(["xl", "destroy", str(x.VM.get_domid(vm))])
         return
@@ -278,7 +321,8 @@ class Watch:
         self.vm = vm
         self.token = getattr(self.x.event, "from")(["vm"], "", 0)["token"]
 
-    def wait(self, what, cond, timeout=30.0):
+    def wait(self, what, cond, timeout=None):
+        timeout = EVENT_TIMEOUT if timeout is None else timeout
         deadline = time.time() + timeout
         while time.time() < deadline:
             r = getattr(self.x.event, "from")(["vm"], self.token, 5.0)
