@@ -14,6 +14,7 @@ import (
 
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/sexpr"
+	"github.com/xenith/xenith/internal/xapi/xapitest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -41,7 +42,7 @@ func (c *client) do(method, path string, form url.Values, header map[string]stri
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
-	req.SetBasicAuth("root", "pw")
+	req.SetBasicAuth("root", xapitest.RootPassword)
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
