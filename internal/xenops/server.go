@@ -187,6 +187,23 @@ func (c *call) str(name string) (string, *Error) {
 	return v.Str, nil
 }
 
+// number reads a required numeric argument with read (decoder.int or
+// decoder.float), giving the seed's Internal_error when it is missing or
+// of the wrong type.
+func number[T any](c *call, name string, read func(*decoder, wire.Value, string) T) (T, *Error) {
+	var zero T
+	v, ok := c.arg(name)
+	if !ok {
+		return zero, internalError(c.method + ": missing argument " + name)
+	}
+	d := &decoder{}
+	x := read(d, v, name)
+	if d.err != nil {
+		return zero, internalError(c.method + ": " + d.err.Error())
+	}
+	return x, nil
+}
+
 type method struct {
 	params []string // after dbg
 	run    func(ctx context.Context, c *call) (wire.Value, *Error)

@@ -217,14 +217,9 @@ func (s *Service) vmUnpause(ctx context.Context, c *call) (wire.Value, *Error) {
 }
 
 func (s *Service) vmSetVCPUs(ctx context.Context, c *call) (wire.Value, *Error) {
-	v, ok := c.arg("num_vpcus")
-	if !ok {
-		return wire.Value{}, internalError(c.method + ": missing argument num_vpcus")
-	}
-	d := &decoder{}
-	n := d.int(v, "num_vpcus")
-	if d.err != nil {
-		return wire.Value{}, internalError(c.method + ": " + d.err.Error())
+	n, xerr := number(c, "num_vpcus", (*decoder).int)
+	if xerr != nil {
+		return wire.Value{}, xerr
 	}
 	return s.vmTask(ctx, c, "VM.set_vcpus", false, func(ctx context.Context, ref xenapi.Ref, id string) *Error {
 		vm, xerr := s.current(ref, id)
@@ -250,14 +245,9 @@ func (s *Service) vmSetVCPUs(ctx context.Context, c *call) (wire.Value, *Error) 
 }
 
 func (s *Service) vmSetShadowMultiplier(ctx context.Context, c *call) (wire.Value, *Error) {
-	v, ok := c.arg("shadow_multiplier")
-	if !ok {
-		return wire.Value{}, internalError(c.method + ": missing argument shadow_multiplier")
-	}
-	d := &decoder{}
-	f := d.float(v, "shadow_multiplier")
-	if d.err != nil {
-		return wire.Value{}, internalError(c.method + ": " + d.err.Error())
+	f, xerr := number(c, "shadow_multiplier", (*decoder).float)
+	if xerr != nil {
+		return wire.Value{}, xerr
 	}
 	return s.vmTask(ctx, c, "VM.set_shadow_multiplier", false, func(ctx context.Context, ref xenapi.Ref, id string) *Error {
 		vm, xerr := s.current(ref, id)
