@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -733,7 +734,7 @@ func (d *Driver) PlugDisk(ctx context.Context, uuid string, disk domain.Disk) er
 		return err
 	}
 	return d.updateSpec(uuid, func(s *domain.Spec) {
-		s.Disks = append(slicesDeleteFunc(s.Disks, func(x domain.Disk) bool { return x.Device == disk.Device }), disk)
+		s.Disks = append(slices.DeleteFunc(slices.Clone(s.Disks), func(x domain.Disk) bool { return x.Device == disk.Device }), disk)
 	})
 }
 
@@ -751,7 +752,7 @@ func (d *Driver) UnplugDisk(ctx context.Context, uuid, device string) error {
 		return err
 	}
 	return d.updateSpec(uuid, func(s *domain.Spec) {
-		s.Disks = slicesDeleteFunc(s.Disks, func(x domain.Disk) bool { return x.Device == device })
+		s.Disks = slices.DeleteFunc(slices.Clone(s.Disks), func(x domain.Disk) bool { return x.Device == device })
 	})
 }
 
@@ -765,7 +766,7 @@ func (d *Driver) PlugNIC(ctx context.Context, uuid string, n domain.NIC) error {
 		return err
 	}
 	return d.updateSpec(uuid, func(s *domain.Spec) {
-		s.NICs = append(slicesDeleteFunc(s.NICs, func(x domain.NIC) bool { return x.Device == n.Device }), n)
+		s.NICs = append(slices.DeleteFunc(slices.Clone(s.NICs), func(x domain.NIC) bool { return x.Device == n.Device }), n)
 	})
 }
 
@@ -778,7 +779,7 @@ func (d *Driver) UnplugNIC(ctx context.Context, uuid, device string) error {
 		return err
 	}
 	return d.updateSpec(uuid, func(s *domain.Spec) {
-		s.NICs = slicesDeleteFunc(s.NICs, func(x domain.NIC) bool { return x.Device == device })
+		s.NICs = slices.DeleteFunc(slices.Clone(s.NICs), func(x domain.NIC) bool { return x.Device == device })
 	})
 }
 
@@ -793,16 +794,6 @@ func (d *Driver) simpleArgs(ctx context.Context, uuid, cmd string, args ...strin
 	defer d.end(r)
 	_, err := d.xl.do(ctx, append([]string{cmd, domainName(uuid)}, args...)...)
 	return err
-}
-
-func slicesDeleteFunc[T any](s []T, del func(T) bool) []T {
-	out := s[:0:0]
-	for _, x := range s {
-		if !del(x) {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // ------------------------------------------------------------------ info
