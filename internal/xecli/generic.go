@@ -176,6 +176,20 @@ func (x *Ctx) paramList(c *xeClass) error {
 }
 
 // fieldArg finds the field named by param-name.
+// fieldAndRecord reads the param-name and uuid arguments of the
+// <class>-param-* commands: the field they name and the object's record.
+func (x *Ctx) fieldAndRecord(c *xeClass) (*xeField, *record, error) {
+	f, err := x.fieldArg(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := fetchByUUID(x.ctx, x.s, x.rs, c, x.param("uuid"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, r, nil
+}
+
 func (x *Ctx) fieldArg(c *xeClass) (*xeField, error) {
 	n := x.param("param-name")
 	f := c.field(n)
@@ -186,11 +200,7 @@ func (x *Ctx) fieldArg(c *xeClass) (*xeField, error) {
 }
 
 func (x *Ctx) paramGet(c *xeClass) error {
-	f, err := x.fieldArg(c)
-	if err != nil {
-		return err
-	}
-	r, err := fetchByUUID(x.ctx, x.s, x.rs, c, x.param("uuid"))
+	f, r, err := x.fieldAndRecord(c)
 	if err != nil {
 		return err
 	}
@@ -269,11 +279,7 @@ func (x *Ctx) paramSet(c *xeClass) error {
 }
 
 func (x *Ctx) paramAdd(c *xeClass) error {
-	f, err := x.fieldArg(c)
-	if err != nil {
-		return err
-	}
-	r, err := fetchByUUID(x.ctx, x.s, x.rs, c, x.param("uuid"))
+	f, r, err := x.fieldAndRecord(c)
 	if err != nil {
 		return err
 	}
@@ -330,11 +336,7 @@ func (x *Ctx) extraPairs() []Param {
 }
 
 func (x *Ctx) paramRemove(c *xeClass) error {
-	f, err := x.fieldArg(c)
-	if err != nil {
-		return err
-	}
-	r, err := fetchByUUID(x.ctx, x.s, x.rs, c, x.param("uuid"))
+	f, r, err := x.fieldAndRecord(c)
 	if err != nil {
 		return err
 	}
@@ -369,11 +371,7 @@ func (x *Ctx) paramRemove(c *xeClass) error {
 }
 
 func (x *Ctx) paramClear(c *xeClass) error {
-	f, err := x.fieldArg(c)
-	if err != nil {
-		return err
-	}
-	r, err := fetchByUUID(x.ctx, x.s, x.rs, c, x.param("uuid"))
+	f, r, err := x.fieldAndRecord(c)
 	if err != nil {
 		return err
 	}
