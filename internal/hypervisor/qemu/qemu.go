@@ -73,7 +73,7 @@ type Driver struct {
 	doms   map[string]*vm
 	closed bool
 
-	events chan domain.Event
+	events *domain.EventQueue
 }
 
 var (
@@ -103,7 +103,7 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 		return nil, fmt.Errorf("qemu: %w (install Debian's qemu-system-x86)", err)
 	}
 	opts.Binary = bin
-	d := &Driver{opts: opts, log: opts.Log.With("driver", "qemu"), doms: map[string]*vm{}, events: make(chan domain.Event, EventBuffer)}
+	d := &Driver{opts: opts, log: opts.Log.With("driver", "qemu"), doms: map[string]*vm{}, events: domain.NewEventQueue(EventBuffer)}
 	switch opts.Accel {
 	case "", "auto":
 		d.accel = "tcg"
@@ -152,21 +152,9 @@ func (d *Driver) Close() error {
 func (d *Driver) Name() string { return "qemu" }
 
 // Events delivers guest shutdowns, reboots and crashes.
-func (d *Driver) Events() <-chan domain.Event { return d.events }
+func (d *Driver) Events() <-chan domain.Event { return d.events.Events() }
 
-func (d *Driver) emit(ev domain.Event) {
-	for {
-		select {
-		case d.events <- ev:
-			return
-		default:
-		}
-		select {
-		case <-d.events:
-		default:
-		}
-	}
-}
+func (d *Driver) emit(ev domain.Event) { d.events.Emit(ev) }
 
 func (d *Driver) get(uuid string) (*vm, error) {
 	d.mu.Lock()

@@ -125,7 +125,6 @@ type Driver struct {
 	doms      map[string]*dom
 	nextDomid int
 	fails     map[failKey]int
-	dropped   uint64
 	closed    bool
 	gen       uint64 // counts changes to the domains (markLocked)
 
@@ -134,7 +133,7 @@ type Driver struct {
 	saveMu   sync.Mutex
 	savedGen uint64
 
-	events   chan domain.Event
+	events   *domain.EventQueue
 	closedCh chan struct{}
 }
 
@@ -172,7 +171,7 @@ func New(opts Options) (*Driver, error) {
 		doms:      map[string]*dom{},
 		nextDomid: 1,
 		fails:     map[failKey]int{},
-		events:    make(chan domain.Event, EventBuffer),
+		events:    domain.NewEventQueue(EventBuffer),
 		closedCh:  make(chan struct{}),
 	}
 	if err := d.load(); err != nil {
@@ -208,31 +207,12 @@ func (d *Driver) Name() string { return "sim" }
 // (from the fault-injection calls) and GuestAgent reports. It is buffered
 // (EventBuffer); when full, the oldest event is dropped so the simulated
 // guests never wait for a reader. It is never closed.
-func (d *Driver) Events() <-chan domain.Event { return d.events }
+func (d *Driver) Events() <-chan domain.Event { return d.events.Events() }
 
 // EventsDropped counts the events dropped because nobody read them.
-func (d *Driver) EventsDropped() uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.dropped
-}
+func (d *Driver) EventsDropped() uint64 { return d.events.Dropped() }
 
-// emit sends ev without blocking, dropping the oldest queued event when
-// the buffer is full. Called with d.mu held, so events keep their order.
-func (d *Driver) emit(ev domain.Event) {
-	for {
-		select {
-		case d.events <- ev:
-			return
-		default:
-		}
-		select {
-		case <-d.events:
-			d.dropped++
-		default:
-		}
-	}
-}
+func (d *Driver) emit(ev domain.Event) { d.events.Emit(ev) }
 
 // Host reports the host's memory and CPUs. FreeMemory is TotalMemory -
 // Dom0Memory - the Footprint of every domain (halted and crashed domains

@@ -105,11 +105,10 @@ type Driver struct {
 	recs    map[string]*rec
 	opLocks map[string]*sync.Mutex
 	xs      XenStore
-	dropped uint64
 	// consoles are the console sockets served, by VM uuid (console.go).
 	consoles map[string]*consoleRelay
 
-	events chan domain.Event
+	events *domain.EventQueue
 	kick   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -147,7 +146,7 @@ func New(opts Options) (*Driver, error) {
 	d := &Driver{
 		opts: opts, xl: xl{run: opts.Runner, path: opts.XL}, log: opts.Log.With("driver", "xen"), now: opts.Now,
 		recs: map[string]*rec{}, opLocks: map[string]*sync.Mutex{},
-		events: make(chan domain.Event, EventBuffer), kick: make(chan struct{}, 1),
+		events: domain.NewEventQueue(EventBuffer), kick: make(chan struct{}, 1),
 		ctx: ctx, cancel: cancel,
 	}
 	if err := d.load(ctx); err != nil {
@@ -198,22 +197,9 @@ func (d *Driver) Close() error {
 func (d *Driver) Name() string { return "xen" }
 
 // Events delivers guest events; see domain.Driver.
-func (d *Driver) Events() <-chan domain.Event { return d.events }
+func (d *Driver) Events() <-chan domain.Event { return d.events.Events() }
 
-func (d *Driver) emit(ev domain.Event) {
-	for {
-		select {
-		case d.events <- ev:
-			return
-		default:
-		}
-		select {
-		case <-d.events:
-			d.dropped++
-		default:
-		}
-	}
-}
+func (d *Driver) emit(ev domain.Event) { d.events.Emit(ev) }
 
 // poke asks the loop for a scan soon.
 func (d *Driver) poke() {
