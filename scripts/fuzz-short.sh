@@ -11,7 +11,7 @@ for pkg in $(go list ./...); do
   grep -lq '^func Fuzz' "$dir"/*_test.go 2>/dev/null || continue
   for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
     echo "fuzz: $pkg $target ($fuzztime)"
-    if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/fuzz-$$.log 2>&1; then
+    if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" -fuzzminimizetime="${FUZZMINIMIZETIME:-1s}" "$pkg" >/tmp/fuzz-$$.log 2>&1; then
       if grep -q 'Failing input written to' /tmp/fuzz-$$.log || ! grep -q 'context deadline exceeded' /tmp/fuzz-$$.log; then
         cat /tmp/fuzz-$$.log
         status=1
