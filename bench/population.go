@@ -37,14 +37,16 @@ var haltedOps = []api.VMOperations{
 }
 
 // vmSet is the records of one VM: the VM, its metrics, two VDIs with their
-// VBDs and one VIF. References between them are filled in by AddVMs, which
-// knows the new refs.
+// VBDs, one VIF and, while it runs, its serial console (as the simulator
+// gives every running guest). References between them are filled in by
+// AddVMs, which knows the new refs.
 type vmSet struct {
 	vm      *api.VM
 	metrics *api.VMMetrics
 	vdis    [2]*api.VDI
 	vbds    [2]*api.VBD
 	vif     *api.VIF
+	console *api.Console // nil for a halted VM
 }
 
 func newVMSet(i int, in Infra, now time.Time) vmSet {
@@ -186,11 +188,20 @@ func newVMSet(i int, in Infra, now time.Time) vmSet {
 		vif.AllowedOperations = []api.VIFOperations{api.VIFOperationsAttach}
 	}
 	set.vif = vif
+	if running {
+		c := api.NewConsole()
+		c.UUID = uuid.NewString()
+		c.Protocol = api.ConsoleProtocolVt100
+		c.Location = "https://192.0.2.10:8443/console?uuid=" + c.UUID
+		c.OtherConfig = xenapi.MapOf(map[string]string{"sim": "serial"})
+		set.console = c
+	}
 	return set
 }
 
 // AddVMs creates n VMs numbered from first, each with its VM_metrics, two
-// VDIs on the SR, two VBDs and one VIF, batch VMs per store transaction.
+// VDIs on the SR, two VBDs, one VIF and a console if it runs, batch VMs per
+// store transaction.
 // The bound fields (VM.VBDs, VM.VIFs, VDI.VBDs, SR.VDIs, network.VIFs,
 // host.resident_VMs) are filled in by the store, as for any API client.
 // It returns the VM references in order.
@@ -228,6 +239,12 @@ func AddVMs(ctx context.Context, st *store.Store, in Infra, first, n, batch int)
 				s.vif.VM = vmref
 				if _, err := tx.Create(s.vif); err != nil {
 					return err
+				}
+				if s.console != nil {
+					s.console.VM = vmref
+					if _, err := tx.Create(s.console); err != nil {
+						return err
+					}
 				}
 			}
 			return nil

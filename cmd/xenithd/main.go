@@ -17,8 +17,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -172,8 +174,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := applyHypervisorFacts(ctx, st, hostRef, o.hypervisor, drv); err != nil {
 		log.Warn("host facts from the hypervisor", "err", err)
 	}
+	var consoleBase atomic.Pointer[string] // set once the listeners are bound
 	domains := domain.New(domain.Config{Store: st, Driver: drv, Host: hostRef, Log: log, StateDir: o.data,
-		CleanShutdownTimeout: o.cleanShutdownTimeout})
+		CleanShutdownTimeout: o.cleanShutdownTimeout,
+		ConsoleURL: func(id string) string {
+			base := ""
+			if b := consoleBase.Load(); b != nil {
+				base = *b
+			}
+			return base + domain.ConsolePath + "?uuid=" + id
+		}})
 	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: hostRef, SessionIdle: o.sessionIdle, Domains: domains})
 	fr := newFronts(srv, log)
 
@@ -209,6 +219,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		consoleBase.Store(ptr(baseURL("http", l.Addr(), info.Address)))
 		serve("http", l, fr.handler(srv.Handler()))
 	}
 	if o.https != "" {
@@ -220,6 +231,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		consoleBase.Store(ptr(baseURL("https", l.Addr(), info.Address))) // xapi's consoles are https
 		serve("https", l, fr.handler(srv.Handler()), cert, key)
 	}
 	if o.socket != "" {
@@ -256,6 +268,25 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	wg.Wait()
 	return nil
 }
+
+// baseURL is how clients reach a listener: its own address, or the host's
+// when it listens on every address.
+func baseURL(scheme string, a net.Addr, hostAddr string) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = hostAddr
+		if host == "" {
+			host = "localhost"
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func listenUnix(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -2,7 +2,13 @@ package domain
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/store"
@@ -53,6 +59,10 @@ func (m *Manager) replaceConsoles(tx *store.Tx, ref xenapi.Ref, cons []Console) 
 	for _, c := range cons {
 		rec := api.NewConsole()
 		rec.Protocol, rec.Location, rec.VM = api.ConsoleProtocol(c.Protocol), c.Location, ref
+		if c.Location == "" {
+			rec.UUID = uuid.NewString()
+			rec.Location = m.consoleURL(rec.UUID)
+		}
 		rec.OtherConfig = xenapi.MapOf(c.Other)
 		if _, err := tx.Create(rec); err != nil {
 			return err
@@ -72,7 +82,11 @@ func sameConsoles(tx *store.Tx, old []xenapi.Ref, cons []Console) bool {
 			return false
 		}
 		c := rec.(*api.Console)
-		have[[2]string{string(c.Protocol), c.Location}] = true
+		loc := c.Location
+		if strings.Contains(loc, ConsolePath+"?uuid="+c.UUID) {
+			loc = "" // served by the proxy: its URL names the console itself
+		}
+		have[[2]string{string(c.Protocol), loc}] = true
 	}
 	for _, c := range cons {
 		if !have[[2]string{c.Protocol, c.Location}] {
@@ -93,6 +107,24 @@ func (m *Manager) syncConsoles(ref xenapi.Ref, uuid string) {
 	if err != nil {
 		m.log.Warn("recording consoles", "vm", ref, "err", err)
 	}
+}
+
+// ConsolePath is the path of xenithd's console proxy, as xapi's: clients
+// CONNECT (or GET) ConsolePath?uuid=CONSOLE_UUID with a session.
+const ConsolePath = "/console"
+
+// ErrNoConsole: the console cannot be reached (the driver serves none
+// itself, or the domain is gone).
+var ErrNoConsole = errors.New("console not available")
+
+// AttachConsole connects to a VM's console that the driver serves itself
+// (a console recorded with the proxy's URL).
+func (m *Manager) AttachConsole(ctx context.Context, vmUUID, protocol string) (io.ReadWriteCloser, error) {
+	ca, ok := m.drv.(ConsoleAttacher)
+	if !ok {
+		return nil, fmt.Errorf("driver %s: %w", m.drv.Name(), ErrNoConsole)
+	}
+	return ca.AttachConsole(ctx, vmUUID, protocol)
 }
 
 // MetricsInterval is how often the manager samples a StatsDriver.

@@ -28,6 +28,8 @@ type Manager struct {
 	host     xenapi.Ref
 	log      *slog.Logger
 	stateDir string
+	// consoleURL is the location of a console served by the proxy.
+	consoleURL func(consoleUUID string) string
 
 	// CleanShutdownTimeout bounds how long a guest may take to obey a
 	// clean shutdown or reboot request.
@@ -55,6 +57,11 @@ type Config struct {
 	// CleanShutdownTimeout bounds clean shutdowns and reboots; 0 means
 	// DefaultCleanShutdownTimeout.
 	CleanShutdownTimeout time.Duration
+	// ConsoleURL gives the location recorded for a console served by
+	// xenithd's console proxy (Console.Location ""), from the console
+	// object's uuid; nil means "/console?uuid=UUID", relative to the
+	// server a client talks to.
+	ConsoleURL func(consoleUUID string) string
 }
 
 // DefaultCleanShutdownTimeout is how long a guest may take to obey a clean
@@ -71,8 +78,12 @@ func New(cfg Config) *Manager {
 	if timeout <= 0 {
 		timeout = DefaultCleanShutdownTimeout
 	}
+	consoleURL := cfg.ConsoleURL
+	if consoleURL == nil {
+		consoleURL = func(id string) string { return ConsolePath + "?uuid=" + id }
+	}
 	return &Manager{st: cfg.Store, drv: cfg.Driver, host: cfg.Host, log: log, stateDir: cfg.StateDir,
-		CleanShutdownTimeout: timeout, locks: make(map[xenapi.Ref]chan struct{})}
+		CleanShutdownTimeout: timeout, locks: make(map[xenapi.Ref]chan struct{}), consoleURL: consoleURL}
 }
 
 // Driver returns the hypervisor driver.

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"io"
 	"time"
 )
 
@@ -19,9 +20,19 @@ type ConsoleDriver interface {
 type Console struct {
 	Protocol string // "vt100" (serial), "rfb" (VNC), "rdp"
 	// Location is where a console proxy connects, e.g.
-	// "unix:///var/lib/xenith/qemu/UUID/serial.sock".
+	// "unix:///var/lib/xenith/qemu/UUID/serial.sock". Empty: the console
+	// is reached through xenithd's console proxy only (the driver is a
+	// ConsoleAttacher), and the manager records the proxy's URL.
 	Location string
 	Other    map[string]string // other_config
+}
+
+// ConsoleAttacher is a driver whose consoles live in xenithd itself (no
+// socket of their own): xenithd's console proxy connects a client with
+// AttachConsole. Reads give what the console prints and end with io.EOF
+// when the domain is gone; writes are typed into it.
+type ConsoleAttacher interface {
+	AttachConsole(ctx context.Context, uuid, protocol string) (io.ReadWriteCloser, error)
 }
 
 // MediumChanger is a driver that swaps the medium of a CD drive in place

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/jsonrpc"
 	"github.com/xenith/xenith/internal/wire"
 	"github.com/xenith/xenith/internal/xenapi"
@@ -47,6 +48,7 @@ func (s *Server) mux(local bool) http.Handler {
 	// from JSON-RPC.
 	m.HandleFunc("/xmlrpc", func(w http.ResponseWriter, r *http.Request) { s.serveRPC(w, r, isJSON(r), local) })
 	m.HandleFunc("/RPC2", func(w http.ResponseWriter, r *http.Request) { s.serveRPC(w, r, isJSON(r), local) })
+	m.HandleFunc(domain.ConsolePath, s.serveConsole(s.NewFront("xenith-console"), local))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)

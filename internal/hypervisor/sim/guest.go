@@ -43,6 +43,10 @@ type record struct {
 	// AgentDone: the guest agent has reported since the last boot (or
 	// since the NICs last changed).
 	AgentDone bool `json:"agent_reported"`
+	// AgentAt is the uptime at which the agent is due; 0 means
+	// BootTime+AgentDelay (a fresh boot). A resumed guest's agent reports
+	// AgentDelay after it runs again.
+	AgentAt time.Duration `json:"agent_at_ns,omitempty"`
 	// Hung guests ignore clean shutdown and reboot requests.
 	Hung bool `json:"hung,omitempty"`
 	// Pending is a clean shutdown request the guest has not yet obeyed:
@@ -59,6 +63,9 @@ type record struct {
 	// Shadow is the HVM shadow memory multiplier; 0 means 1 (the
 	// default, already counted in Overhead). See s3.go.
 	Shadow float64 `json:"shadow_multiplier,omitempty"`
+	// Addrs are the addresses the guest gave its NICs ("eth0" ->
+	// "10.0.0.1/24"), from xenith.ip= at boot or "xcmd ifup".
+	Addrs map[string]string `json:"addrs,omitempty"`
 }
 
 // jsonState stores a domain.State by name.
@@ -90,6 +97,15 @@ type dom struct {
 	timer *time.Timer
 	seq   uint64   // identifies the current timer
 	req   *request // waiters of rec.Pending, nil if nobody waits
+
+	// The serial console (console.go) and what the guest has printed in
+	// this life; not persisted (guestResumed rebuilds it).
+	con                  *serial
+	upLogged, bootLogged bool
+	nextTick             int
+	devs                 string            // the last XENITH-DEVS
+	blk                  map[string]string // disk device -> guest name
+	probed               map[string]bool   // guest disk names read this life
 }
 
 func (x *dom) state() domain.State { return domain.State(x.rec.State) }
@@ -173,7 +189,9 @@ func (d *Driver) rebootInPlace(x *dom) {
 	x.rec.Uptime = 0
 	x.rec.UpSince = time.Now()
 	x.rec.AgentDone = false
+	x.rec.AgentAt = 0
 	x.rec.Hung = false
+	x.guestBooting()
 }
 
 // finishRequest ends a pending clean shutdown, telling its waiters err.
@@ -197,10 +215,18 @@ func interrupt(x *dom, what string) {
 
 func (d *Driver) remove(x *dom) {
 	x.stopTimer()
+	if x.con != nil {
+		x.con.close()
+	}
 	delete(d.doms, x.rec.Spec.UUID)
 }
 
-func (d *Driver) agentDue() time.Duration { return d.opts.BootTime + d.opts.AgentDelay }
+func (d *Driver) agentDue(x *dom) time.Duration {
+	if x.rec.AgentAt > 0 {
+		return x.rec.AgentAt
+	}
+	return d.opts.BootTime + d.opts.AgentDelay
+}
 
 func (d *Driver) shutdownDue(x *dom) time.Duration {
 	return max(d.opts.BootTime, x.rec.PendingAt) + d.opts.ShutdownTime
@@ -211,18 +237,21 @@ func (d *Driver) shutdownDue(x *dom) time.Duration {
 // domain may be gone afterwards.
 func (d *Driver) advance(x *dom) {
 	for x.awake() {
+		d.guestProgress(x)
 		up := x.uptime()
-		if !x.rec.AgentDone && up >= d.agentDue() {
+		if !x.rec.AgentDone && up >= d.agentDue(x) {
 			x.rec.AgentDone = true
 			d.emit(domain.Event{UUID: x.rec.Spec.UUID, Kind: domain.GuestAgent, Agent: d.agentReport(x)})
 			continue
 		}
 		if x.rec.Pending != "" && !x.rec.Hung && up >= d.shutdownDue(x) {
 			if x.rec.Pending == pendingHalt {
+				d.say(x, "XENITH-ACPI-POWEROFF") // the test guest's ACPI handler
 				finishRequest(x, nil)
 				d.remove(x)
 				return
 			}
+			d.say(x, "XENITH-CTRL-ALT-DEL")
 			finishRequest(x, nil)
 			d.rebootInPlace(x)
 			continue
@@ -240,7 +269,12 @@ func (d *Driver) reschedule(x *dom) {
 	}
 	next, ok := time.Duration(0), false
 	if !x.rec.AgentDone {
-		next, ok = d.agentDue(), true
+		next, ok = d.agentDue(x), true
+	}
+	if !x.bootLogged {
+		if due := d.opts.BootTime; !ok || due < next {
+			next, ok = due, true
+		}
 	}
 	if x.rec.Pending != "" && !x.rec.Hung {
 		if due := d.shutdownDue(x); !ok || due < next {

@@ -118,6 +118,7 @@ func (d *Driver) addUnlock(op string, rec record) (int, error) {
 	rec.StartTime = d.now()
 	rec.CPUTime, rec.CPUSince, rec.UpSince = 0, timeZero, timeZero
 	x := &dom{rec: rec}
+	d.guestResumed(x)
 	d.doms[uuid] = x
 	gen := d.markLocked()
 	d.mu.Unlock()
@@ -319,11 +320,13 @@ func (d *Driver) Resume(ctx context.Context, spec domain.Spec, path string) (int
 		s.VCPUs = min(img.Spec.VCPUs, s.VCPUsMax)
 	}
 	rec := record{
-		Spec:   s,
-		Uptime: min(img.Uptime, d.opts.BootTime),
-		Hung:   img.Hung,
-		S3:     img.S3 && s.HVM,
-		Shadow: img.Shadow,
+		Spec:    s,
+		Uptime:  img.Uptime,
+		AgentAt: max(img.Uptime, d.opts.BootTime) + d.opts.AgentDelay,
+		Hung:    img.Hung,
+		S3:      img.S3 && s.HVM,
+		Shadow:  img.Shadow,
+		Addrs:   img.Addrs,
 	}
 
 	d.mu.Lock()
@@ -368,6 +371,7 @@ func (d *Driver) SetVCPUs(ctx context.Context, uuid string, n int) error {
 		}
 		d.foldClocks(x)
 		x.rec.Spec.VCPUs = n
+		d.devicesChanged(x)
 		return nil
 	})
 }
@@ -439,6 +443,7 @@ func (d *Driver) device(ctx context.Context, op, uuid string, plug func(*dom) er
 		if err := plug(x); err != nil {
 			return err
 		}
+		d.devicesChanged(x)
 		d.advance(x)
 		return nil
 	})

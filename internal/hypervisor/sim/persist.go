@@ -125,7 +125,9 @@ func (d *Driver) load() error {
 		}
 		domids[rec.Domid] = true
 		next = max(next, rec.Domid+1)
-		d.doms[u] = &dom{rec: rec}
+		x := &dom{rec: rec}
+		d.guestResumed(x)
+		d.doms[u] = x
 	}
 	d.nextDomid = max(sf.NextDomid, next)
 

@@ -56,6 +56,9 @@ type Options struct {
 	// AgentDelay is how long after boot the guest agent sends its first
 	// report.
 	AgentDelay time.Duration
+	// TickInterval is how often, on its own clock, a booted guest prints
+	// XENITH-TICK on its console (default 1s, as the test guest does).
+	TickInterval time.Duration
 	// Now is the clock for start times and CPU time accounting (default
 	// time.Now). Guest progress (boot, shutdown) always runs on real time.
 	Now func() time.Time
@@ -157,12 +160,15 @@ func New(opts Options) (*Driver, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.TickInterval == 0 {
+		opts.TickInterval = time.Second
+	}
 	switch {
 	case opts.TotalMemory < 0, opts.CPUs < 0, opts.Dom0Memory < 0:
 		return nil, fmt.Errorf("sim: negative host size in options: %w", ErrInvalid)
 	case opts.Dom0Memory >= opts.TotalMemory:
 		return nil, fmt.Errorf("sim: dom0 memory %d leaves nothing of %d: %w", opts.Dom0Memory, opts.TotalMemory, ErrInvalid)
-	case opts.BootTime < 0, opts.ShutdownTime < 0, opts.AgentDelay < 0:
+	case opts.BootTime < 0, opts.ShutdownTime < 0, opts.AgentDelay < 0, opts.TickInterval < 0:
 		return nil, fmt.Errorf("sim: negative duration in options: %w", ErrInvalid)
 	}
 	d := &Driver{
@@ -193,6 +199,9 @@ func (d *Driver) Close() error {
 	d.closed = true
 	for _, x := range d.doms {
 		x.stopTimer()
+		if x.con != nil {
+			x.con.close()
+		}
 	}
 	close(d.closedCh)
 	gen := d.gen

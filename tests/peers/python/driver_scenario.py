@@ -40,9 +40,11 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
+import urllib.parse
 import uuid as uuidlib
 
 try:
@@ -97,6 +99,39 @@ def xen_dom0_request(cmd, timeout=60):
 
 # ---------------------------------------------------------------- consoles
 
+# The XenAPI server and session of the last login: consoles whose location
+# is xenithd's console proxy (https://HOST/console?uuid=...) are reached
+# through the server this script talks to, as XenAPI clients do.
+PROXY = {"url": "", "session": ""}
+
+
+def proxy_connect(location, timeout):
+    """CONNECT to a console proxy location; returns (socket, bytes already read past the header)."""
+    server = urllib.parse.urlsplit(PROXY["url"])
+    loc = urllib.parse.urlsplit(location)
+    port = server.port or (443 if server.scheme == "https" else 80)
+    s = socket.create_connection((server.hostname, port), timeout=timeout)
+    if server.scheme == "https":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(s, server_hostname=server.hostname)
+    target = "%s?%s&session_id=%s" % (loc.path, loc.query, urllib.parse.quote(PROXY["session"]))
+    s.sendall(("CONNECT %s HTTP/1.0\r\n\r\n" % target).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = s.recv(4096)
+        if not data:
+            raise CheckFailed("console proxy closed the connection: %r" % head)
+        head += data
+    head, rest = head.split(b"\r\n\r\n", 1)
+    status = head.split(b"\r\n", 1)[0].decode("latin-1")
+    if " 200 " not in status + " ":
+        raise CheckFailed("console proxy %s: %s" % (location, status))
+    s.settimeout(None)
+    return s, rest
+
+
 class Console:
     """A serial console (XenAPI console object, protocol vt100): reads its
     lines in the background, and types lines into it."""
@@ -106,7 +141,10 @@ class Console:
         self.lines = []
         self.cv = threading.Condition()
         self.closed = False
-        if location.startswith("unix://") and XEN_CONSOLE_RELAY:
+        self.initial = b""
+        if location.startswith(("http://", "https://")):
+            self.sock, self.initial = proxy_connect(location, timeout)
+        elif location.startswith("unix://") and XEN_CONSOLE_RELAY:
             self.sock = xen_relay_connect(location[len("unix://"):], timeout)
         elif location.startswith("unix://"):
             path = location[len("unix://"):]
@@ -127,7 +165,7 @@ class Console:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
-        buf = b""
+        buf = self.initial
         while True:
             try:
                 data = self.sock.recv(4096)
@@ -246,6 +284,7 @@ class Env:
         self.session.xenapi.login_with_password(a.user, a.password)
         self.x = self.session.xenapi
         self.host = self.x.host.get_all()[0]
+        PROXY["url"], PROXY["session"] = a.url, self.session._session
 
     def sr(self):
         """A file SR over --sr-dir (made once)."""
