@@ -138,6 +138,7 @@ func (m *Manager) SetMemoryTargetLive(ctx context.Context, ref xenapi.Ref, targe
 		if err := m.drv.SetMemoryTarget(ctx, vm.UUID, target); err != nil {
 			return err
 		}
+		m.hostChanged()
 		return m.st.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
 			if err := tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {
 				r.(*api.VM).MemoryTarget = target

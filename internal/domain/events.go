@@ -14,6 +14,8 @@ import (
 // xenithd), then follows what guests do until ctx ends.
 func (m *Manager) Run(ctx context.Context) {
 	m.reconcile(ctx)
+	go m.hostMetricsLoop(ctx)
+	m.hostChanged() // what changed while xenithd was down
 	if sd, ok := m.drv.(StatsDriver); ok {
 		go m.metricsLoop(ctx, sd)
 	}

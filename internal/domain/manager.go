@@ -45,6 +45,8 @@ type Manager struct {
 
 	mu    sync.Mutex
 	locks map[xenapi.Ref]chan struct{}
+
+	hostPoke chan struct{} // hostChanged -> hostMetricsLoop
 }
 
 // Config is what New needs.
@@ -83,7 +85,8 @@ func New(cfg Config) *Manager {
 		consoleURL = func(id string) string { return ConsolePath + "?uuid=" + id }
 	}
 	return &Manager{st: cfg.Store, drv: cfg.Driver, host: cfg.Host, log: log, stateDir: cfg.StateDir,
-		CleanShutdownTimeout: timeout, locks: make(map[xenapi.Ref]chan struct{}), consoleURL: consoleURL}
+		CleanShutdownTimeout: timeout, locks: make(map[xenapi.Ref]chan struct{}), consoleURL: consoleURL,
+		hostPoke: make(chan struct{}, 1)}
 }
 
 // Driver returns the hypervisor driver.
@@ -218,6 +221,9 @@ func (m *Manager) Start(ctx context.Context, ref xenapi.Ref, paused bool) error 
 }
 
 func (m *Manager) start(ctx context.Context, ref xenapi.Ref, vm *api.VM, paused bool) error {
+	if err := m.assertHostSupports(ref, vm); err != nil {
+		return err
+	}
 	spec, err := m.spec(ref, vm)
 	if err != nil {
 		return err
@@ -454,6 +460,35 @@ func (m *Manager) dropImage(ctx context.Context, ref xenapi.Ref, vm *api.VM) {
 	})
 }
 
+// needsHVM says the VM boots as an HVM container: HVM, PVH or PV in PVH.
+func needsHVM(vm *api.VM) bool {
+	switch vm.DomainType {
+	case api.DomainTypeHVM, api.DomainTypePVH, api.DomainTypePVInPVH:
+		return true
+	}
+	return vm.HVMBootPolicy != "" || vm.Platform.Get("pvh") == "true" || vm.Platform.Get("domain-type") == "pvh"
+}
+
+// assertHostSupports fails with VM_HVM_REQUIRED, as xapi does, when the VM
+// needs hardware virtualisation and the host's capabilities (Xen's
+// xen_caps) offer no hvm-* entry: a Xen without VT-x/AMD-V (nested under
+// an emulator, or with it disabled) builds PV guests only.
+func (m *Manager) assertHostSupports(ref xenapi.Ref, vm *api.VM) error {
+	if !needsHVM(vm) {
+		return nil
+	}
+	row, err := m.st.Get(api.ClassHost, m.host)
+	if err != nil {
+		return nil // no host record to judge by
+	}
+	for _, c := range row.Rec.(*api.Host).Capabilities {
+		if strings.Contains(c, "hvm") {
+			return nil
+		}
+	}
+	return xenapi.NewError(api.ErrVMHVMRequired, string(ref))
+}
+
 func (m *Manager) suspendPath(vm *api.VM) string {
 	return filepath.Join(m.stateDir, "suspend", vm.UUID+".img")
 }
@@ -573,6 +608,7 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
 // start builds the domain with all of them); otherwise currently_attached
 // is left as recorded.
 func (m *Manager) markRunning(ref xenapi.Ref, domid int, state api.VMPowerState, fresh, attach bool) error {
+	defer m.hostChanged()
 	var cons []Console
 	if row, err := m.st.Get(api.ClassVM, ref); err == nil {
 		cons = m.consolesFor(row.Rec.(*api.VM).UUID)
@@ -672,6 +708,7 @@ func (m *Manager) markStopped(ref xenapi.Ref, state api.VMPowerState) error {
 // stopped records state, drops the guest metrics, and optionally marks
 // the devices detached and removes the console objects.
 func (m *Manager) stopped(ref xenapi.Ref, state api.VMPowerState, detach, dropConsoles bool) error {
+	defer m.hostChanged()
 	return m.st.Update(context.Background(), func(tx *store.Tx) error {
 		var vm *api.VM
 		err := tx.Modify(api.ClassVM, ref, func(r xenapi.Record) error {

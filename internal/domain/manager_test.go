@@ -86,11 +86,12 @@ func (w withStats) Stats(ctx context.Context, uuid string) (domain.Stats, error)
 }
 
 type env struct {
-	st  *store.Store
-	mgr *domain.Manager
-	sim *sim.Driver
-	w   *wrapped
-	vm  xenapi.Ref
+	st   *store.Store
+	mgr  *domain.Manager
+	sim  *sim.Driver
+	w    *wrapped
+	vm   xenapi.Ref
+	host xenapi.Ref
 }
 
 // newEnv makes a store with one halted VM (two VBDs, two VIFs, metrics
@@ -111,6 +112,15 @@ func newEnv(t *testing.T, timeout time.Duration, drv func(*wrapped) domain.Drive
 	e := &env{st: st, sim: sd, w: w}
 	ctx := context.Background()
 	err = st.Update(ctx, func(tx *store.Tx) error {
+		hm, err := tx.Create(api.NewHostMetrics())
+		if err != nil {
+			return err
+		}
+		host := api.NewHost()
+		host.Metrics = hm
+		if e.host, err = tx.Create(host); err != nil {
+			return err
+		}
 		mt, err := tx.Create(api.NewVMMetrics())
 		if err != nil {
 			return err
@@ -150,7 +160,7 @@ func newEnv(t *testing.T, timeout time.Duration, drv func(*wrapped) domain.Drive
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e.mgr = domain.New(domain.Config{Store: st, Driver: drv(w), Log: log, StateDir: t.TempDir(), CleanShutdownTimeout: timeout})
+	e.mgr = domain.New(domain.Config{Store: st, Driver: drv(w), Host: e.host, Log: log, StateDir: t.TempDir(), CleanShutdownTimeout: timeout})
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { e.mgr.Run(rctx); close(done) }()
@@ -532,5 +542,96 @@ func TestMetricsLoop(t *testing.T) {
 	e.w.mu.Unlock()
 	if n2 > n+1 {
 		t.Fatalf("Stats still called for a halted VM: %d -> %d", n, n2)
+	}
+}
+
+// host_metrics memory follows the domains: read at start, and again after
+// each start and stop.
+func TestHostMetricsFollowDomains(t *testing.T) {
+	e := newEnv(t, 0, plain)
+	ctx := context.Background()
+	free := func() int64 {
+		row, _ := e.st.Get(api.ClassHost, e.host)
+		m, _ := e.st.Get(api.ClassHostMetrics, row.Rec.(*api.Host).Metrics)
+		return m.Rec.(*api.HostMetrics).MemoryFree
+	}
+	wait := func(what string, want int64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for free() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: memory_free %d, want %d", what, free(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	idle := int64(7 << 30) // 8 GiB less the simulator's 1 GiB for dom0
+	wait("at start", idle)
+	if err := e.mgr.Start(ctx, e.vm, false); err != nil {
+		t.Fatal(err)
+	}
+	wait("running", idle-sim.Footprint(256<<20))
+	if err := e.mgr.HardShutdown(ctx, e.vm); err != nil {
+		t.Fatal(err)
+	}
+	wait("halted", idle)
+}
+
+// An HVM (or PVH) VM needs a host whose capabilities offer hvm, as xapi
+// checks: VM_HVM_REQUIRED otherwise, before any domain is built.
+func TestHVMNeedsHostSupport(t *testing.T) {
+	e := newEnv(t, 0, plain)
+	ctx := context.Background()
+	set := func(caps []string, policy string, platform map[string]string) {
+		t.Helper()
+		err := e.st.Update(ctx, func(tx *store.Tx) error {
+			if err := tx.Modify(api.ClassHost, e.host, func(r xenapi.Record) error {
+				r.(*api.Host).Capabilities = caps
+				return nil
+			}); err != nil {
+				return err
+			}
+			return tx.Modify(api.ClassVM, e.vm, func(r xenapi.Record) error {
+				vm := r.(*api.VM)
+				vm.HVMBootPolicy, vm.Platform = policy, xenapi.MapOf(platform)
+				return nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pvOnly := []string{"xen-3.0-x86_64", "xen-3.0-x86_32p"}
+	for _, tc := range []struct {
+		name     string
+		caps     []string
+		policy   string
+		platform map[string]string
+		wantErr  bool
+	}{
+		{"PV on a PV-only host", pvOnly, "", nil, false},
+		{"HVM on a PV-only host", pvOnly, "BIOS order", nil, true},
+		{"PVH on a PV-only host", pvOnly, "", map[string]string{"pvh": "true"}, true},
+		{"HVM on an HVM host", append(pvOnly, "hvm-3.0-x86_64"), "BIOS order", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			set(tc.caps, tc.policy, tc.platform)
+			err := e.mgr.Start(ctx, e.vm, false)
+			var xe *xenapi.Error
+			switch {
+			case tc.wantErr && (!errors.As(err, &xe) || xe.Code != api.ErrVMHVMRequired || xe.Params[0] != string(e.vm)):
+				t.Fatalf("Start: %v, want VM_HVM_REQUIRED(%s)", err, e.vm)
+			case tc.wantErr:
+				if l, _ := e.sim.List(ctx); len(l) != 0 {
+					t.Fatalf("a domain was built: %v", l)
+				}
+			case err != nil:
+				t.Fatalf("Start: %v", err)
+			default:
+				if err := e.mgr.HardShutdown(ctx, e.vm); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }
