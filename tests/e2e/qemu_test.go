@@ -42,14 +42,9 @@ func TestQEMU(t *testing.T) {
 		killQEMUs(t, data)
 		os.RemoveAll(data)
 	})
-	srDir := filepath.Join(data, "sr")
 	flags := []string{"--data", data, "--hypervisor", "qemu", "--qemu-accel", accel}
 	d := startDaemon(t, flags...)
-	script := filepath.Join(root, "tests", "peers", "python", "driver_scenario.py")
-	args := func(d *Daemon, phase string) []string {
-		return []string{script, "--url", d.URL, "--user", "root", "--password", d.Password, "--driver", "qemu",
-			"--guest", guest, "--sr-dir", srDir, "--phase", phase, "--state", filepath.Join(data, "scenario-state.json")}
-	}
+	args := driverScenario(root, "qemu", guest, data)
 	t.Run("scenario", func(t *testing.T) {
 		runPeer(t, d, 4*time.Minute, root, debianPython, args(d, "main")...)
 	})
@@ -67,6 +62,17 @@ func TestQEMU(t *testing.T) {
 		}
 		runPeer(t, d2, 3*time.Minute, root, debianPython, args(d2, "check-two")...)
 	})
+}
+
+// driverScenario gives the command line of tests/peers/python/driver_scenario.py
+// for one phase against a daemon: its file SR and state file live in dir.
+func driverScenario(root, driver, guest, dir string) func(d *Daemon, phase string) []string {
+	script := filepath.Join(root, "tests", "peers", "python", "driver_scenario.py")
+	return func(d *Daemon, phase string) []string {
+		return []string{script, "--url", d.URL, "--user", "root", "--password", d.Password, "--driver", driver,
+			"--guest", guest, "--sr-dir", filepath.Join(dir, "sr"), "--phase", phase,
+			"--state", filepath.Join(dir, "scenario-state.json")}
+	}
 }
 
 // buildGuest runs scripts/guest/build.sh (cached) and returns its folder.

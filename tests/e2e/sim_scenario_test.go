@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -17,14 +16,9 @@ func TestSimScenario(t *testing.T) {
 	root := repoRoot(t)
 	guest := buildGuest(t, root)
 	data := t.TempDir()
-	srDir := filepath.Join(data, "sr")
 	flags := []string{"--data", data, "--hypervisor", "sim"}
 	d := startDaemon(t, flags...)
-	script := filepath.Join(root, "tests", "peers", "python", "driver_scenario.py")
-	args := func(d *Daemon, phase string) []string {
-		return []string{script, "--url", d.URL, "--user", "root", "--password", d.Password, "--driver", "sim",
-			"--guest", guest, "--sr-dir", srDir, "--phase", phase, "--state", filepath.Join(data, "scenario-state.json")}
-	}
+	args := driverScenario(root, "sim", guest, data)
 	t.Run("scenario", func(t *testing.T) {
 		runPeer(t, d, 2*time.Minute, root, debianPython, args(d, "main")...)
 	})

@@ -67,11 +67,8 @@ func (d *Driver) Consoles(ctx context.Context, uuid string) ([]domain.Console, e
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
-		return nil, ErrClosed
-	}
-	if _, ok := d.doms[uuid]; !ok {
-		return nil, noDomain(uuid)
+	if _, err := d.getLocked(opConsole, uuid); err != nil {
+		return nil, err
 	}
 	return []domain.Console{{Protocol: "vt100", Other: map[string]string{"sim": "serial"}}}, nil
 }
@@ -89,12 +86,9 @@ func (d *Driver) AttachConsole(ctx context.Context, uuid, protocol string) (io.R
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
-		return nil, ErrClosed
-	}
-	x, ok := d.doms[uuid]
-	if !ok {
-		return nil, noDomain(uuid)
+	x, err := d.getLocked(opConsole, uuid)
+	if err != nil {
+		return nil, err
 	}
 	s := d.serialOf(x)
 	c := &consoleConn{s: s}

@@ -31,13 +31,14 @@ const (
 	opS3Suspend       = "s3suspend"
 	opS3Resume        = "s3resume"
 	opSetShadow       = "set_shadow_multiplier"
+	opConsole         = "console"
 )
 
 var ops = []string{
 	opHost, opCreate, opUnpause, opPause, opShutdown, opDestroy, opReset,
 	opSuspend, opResume, opSetMemoryTarget, opSetVCPUs, opPlugDisk,
 	opUnplugDisk, opPlugNIC, opUnplugNIC, opInfo, opList,
-	opS3Suspend, opS3Resume, opSetShadow,
+	opS3Suspend, opS3Resume, opSetShadow, opConsole,
 }
 
 // Ops lists the operation names FailNext accepts, sorted.
