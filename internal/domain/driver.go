@@ -67,6 +67,7 @@ type Spec struct {
 	VCPUs           int // online at start
 
 	HVM       bool
+	PVH       bool   // a PV kernel in an HVM container (VM.domain_type pvh)
 	BootOrder string // HVM: "cd", "dc", "n"...
 	Kernel    string // PV / direct kernel boot
 	Ramdisk   string

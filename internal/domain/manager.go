@@ -460,13 +460,24 @@ func (m *Manager) dropImage(ctx context.Context, ref xenapi.Ref, vm *api.VM) {
 	})
 }
 
+// bootKind is how the VM boots: domain_type when set, as xapi reads it,
+// else HVM_boot_policy (HVM when set) and platform:pvh.
+func bootKind(vm *api.VM) (hvm, pvh bool) {
+	switch vm.DomainType {
+	case api.DomainTypeHVM:
+		return true, false
+	case api.DomainTypePVH:
+		return false, true
+	case api.DomainTypePV, api.DomainTypePVInPVH:
+		return false, false
+	}
+	return vm.HVMBootPolicy != "", vm.Platform.Get("pvh") == "true"
+}
+
 // needsHVM says the VM boots as an HVM container: HVM, PVH or PV in PVH.
 func needsHVM(vm *api.VM) bool {
-	switch vm.DomainType {
-	case api.DomainTypeHVM, api.DomainTypePVH, api.DomainTypePVInPVH:
-		return true
-	}
-	return vm.HVMBootPolicy != "" || vm.Platform.Get("pvh") == "true" || vm.Platform.Get("domain-type") == "pvh"
+	hvm, pvh := bootKind(vm)
+	return hvm || pvh || vm.DomainType == api.DomainTypePVInPVH
 }
 
 // assertHostSupports fails with VM_HVM_REQUIRED, as xapi does, when the VM
@@ -505,10 +516,12 @@ func (m *Manager) specOf(ref xenapi.Ref, vm *api.VM, plugged bool) (Spec, error)
 		UUID: vm.UUID, Name: vm.NameLabel,
 		MemoryStaticMax: vm.MemoryStaticMax, MemoryTarget: vm.MemoryDynamicMax,
 		VCPUsMax: int(vm.VCPUsMax), VCPUs: int(vm.VCPUsAtStartup),
-		HVM: vm.HVMBootPolicy != "", BootOrder: vm.HVMBootParams.Get("order"),
+		HVM: vm.HVMBootPolicy != "" && vm.DomainType != api.DomainTypePVH, BootOrder: vm.HVMBootParams.Get("order"),
+		PVH:    vm.DomainType == api.DomainTypePVH || vm.Platform.Get("pvh") == "true",
 		Kernel: vm.PVKernel, Ramdisk: vm.PVRamdisk, Args: vm.PVArgs,
 		Platform: vm.Platform.Go(),
 	}
+	s.HVM, s.PVH = bootKind(vm)
 	if s.VCPUs <= 0 {
 		s.VCPUs = 1
 	}

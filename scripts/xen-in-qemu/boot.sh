@@ -9,7 +9,7 @@
 # The serial console (Xen and dom0) goes to stdout. The script execs QEMU, so
 # its pid is QEMU's: kill it to stop everything.
 # Env: XENITH_XEN_CACHE (as build.sh), SMP (2), MEM (MiB, 2048),
-# DOM0_MEM (768M), CPU (max,-smap: plain max crashes dom0 early under TCG),
+# DOM0_MEM (768M), CPU (max,-smap,-rdtscp: see README.md),
 # XEN_EXTRA (more Xen command line), HOSTPORT2 (host 127.0.0.1:HOSTPORT2 is
 # forwarded to dom0's port 8081 too).
 set -euo pipefail
@@ -21,7 +21,7 @@ CACHE=$("$HERE/build.sh")
 SMP=${SMP:-2}
 MEM=${MEM:-2048}
 DOM0_MEM=${DOM0_MEM:-768M}
-CPU=${CPU:-max,-smap}
+CPU=${CPU:-max,-smap,-rdtscp}
 FWD2=
 if [ -n "${HOSTPORT2:-}" ]; then # a second port, to dom0's 8081
 	FWD2=",hostfwd=tcp:127.0.0.1:$HOSTPORT2-10.0.2.15:8081"

@@ -357,18 +357,42 @@ say("host facts from Xen %s: %d MiB total, %d MiB free; dom0 %d MiB, %s vCPUs" %
     d0["VCPUs_max"]))
 
 mem = str(96 * MIB)
-vm = x.VM.create({
-    "name_label": "busybox-pv", "name_description": "tests/e2e/xen_test.go",
-    "user_version": "1", "is_a_template": False, "affinity": "OpaqueRef:NULL",
-    "memory_static_min": mem, "memory_static_max": mem, "memory_dynamic_min": mem, "memory_dynamic_max": mem,
-    "VCPUs_max": "1", "VCPUs_at_startup": "1", "VCPUs_params": {},
-    "actions_after_shutdown": "destroy", "actions_after_reboot": "restart", "actions_after_crash": "destroy",
-    "PV_bootloader": "", "PV_kernel": a.kernel, "PV_ramdisk": a.ramdisk,
-    "PV_args": "console=hvc0 loglevel=4", "PV_bootloader_args": "", "PV_legacy_args": "",
-    "HVM_boot_policy": "", "HVM_boot_params": {}, "platform": {}, "PCI_bus": "",
-    "other_config": {}, "recommendations": "", "xenstore_data": {}, "tags": [],
-    "blocked_operations": {}, "domain_type": "pv",
-})
+def vm_record(name, **kw):
+    r = {
+        "name_label": name, "name_description": "tests/e2e/xen_test.go",
+        "user_version": "1", "is_a_template": False, "affinity": "OpaqueRef:NULL",
+        "memory_static_min": mem, "memory_static_max": mem, "memory_dynamic_min": mem, "memory_dynamic_max": mem,
+        "VCPUs_max": "1", "VCPUs_at_startup": "1", "VCPUs_params": {},
+        "actions_after_shutdown": "destroy", "actions_after_reboot": "restart", "actions_after_crash": "destroy",
+        "PV_bootloader": "", "PV_kernel": a.kernel, "PV_ramdisk": a.ramdisk,
+        "PV_args": "console=hvc0 loglevel=4", "PV_bootloader_args": "", "PV_legacy_args": "",
+        "HVM_boot_policy": "", "HVM_boot_params": {}, "platform": {}, "PCI_bus": "",
+        "other_config": {}, "recommendations": "", "xenstore_data": {}, "tags": [],
+        "blocked_operations": {}, "domain_type": "pv",
+    }
+    r.update(kw)
+    return r
+
+# HVM needs VT-x/AMD-V, which Xen lists in xen_caps when it has them: on a
+# host without, an HVM VM is refused before anything is built.
+caps = x.host.get_capabilities(host)
+say("host capabilities (xen_caps): %s" % " ".join(caps))
+if not any("hvm" in c for c in caps):
+    hvm = x.VM.create(vm_record("hvm-refused", HVM_boot_policy="BIOS order", domain_type="hvm",
+                                PV_kernel="", PV_ramdisk="", PV_args=""))
+    try:
+        x.VM.start(hvm, False, False)
+        fail("an HVM VM started on a host without hvm")
+    except XenAPI.Failure as e:
+        if e.details[0] != "VM_HVM_REQUIRED" or e.details[1] != hvm:
+            fail("HVM start on a PV-only host: %r, want VM_HVM_REQUIRED" % e.details)
+    if x.VM.get_power_state(hvm) != "Halted" or xl_domain(x.VM.get_uuid(hvm)) is not None:
+        fail("the refused HVM VM left a domain")
+    x.VM.destroy(hvm)
+    say("HVM VM refused with VM_HVM_REQUIRED: this Xen offers PV only")
+
+free_before = int(hm["memory_free"])
+vm = x.VM.create(vm_record("busybox-pv"))
 vm_uuid = x.VM.get_uuid(vm)
 nets = [n for n, r in x.network.get_all_records().items() if r["bridge"] == "xenbr0"]
 if nets:
@@ -393,6 +417,13 @@ if not d or d[0] != domid:
 say("started: domid %d, xl list state %s" % (domid, d[1]))
 wait("the guest to boot", guest_ready, 180, 1)
 say("guest booted")
+
+# host_metrics memory_free follows the domains (read again after a start)
+def free_now():
+    # get_memory_free is a removed message (MESSAGE_REMOVED); the field is in the record
+    return int(x.host_metrics.get_record(x.host.get_metrics(host))["memory_free"])
+wait("host_metrics memory_free to drop by the VM's memory", lambda: free_now() <= free_before - 96 * MIB, 30, 1)
+say("host_metrics memory_free %d -> %d MiB" % (free_before // MIB, free_now() // MIB))
 
 # pause / unpause
 x.VM.pause(vm)
@@ -469,5 +500,20 @@ if power() != "Halted" or xl_domain(vm_uuid) is not None:
     fail("after hard_shutdown: power %s xl %r" % (power(), xl_domain(vm_uuid)))
 x.VM.destroy(vm)
 say("hard shutdown and destroyed")
+
+# PVH: the same kernel in an HVM container, where Xen offers hvm
+if any("hvm" in c for c in caps):
+    pvh = x.VM.create(vm_record("busybox-pvh", domain_type="pvh"))
+    x.VM.start(pvh, False, False)
+    pvh_domid = x.VM.get_domid(pvh)
+    d = xl_domain(x.VM.get_uuid(pvh))
+    say("PVH VM started: domid %s, xl %r" % (pvh_domid, d))
+    vm_uuid = x.VM.get_uuid(pvh)
+    wait("the PVH guest to boot", guest_ready, 180, 1)
+    if x.VM.get_domid(pvh) != pvh_domid:
+        fail("the PVH guest went through domids %s..%s before it booted" % (pvh_domid, x.VM.get_domid(pvh)))
+    say("PVH guest booted: domid %s" % x.VM.get_domid(pvh))
+    x.VM.hard_shutdown(pvh)
+    x.VM.destroy(pvh)
 print("PASS xen scenario")
 `

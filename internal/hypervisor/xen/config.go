@@ -38,7 +38,7 @@ func domainType(s domain.Spec) string {
 	if s.HVM {
 		return "hvm"
 	}
-	if s.Platform["pvh"] == "true" || s.Platform["domain-type"] == "pvh" {
+	if s.PVH || s.Platform["pvh"] == "true" || s.Platform["domain-type"] == "pvh" {
 		return "pvh"
 	}
 	return "pv"

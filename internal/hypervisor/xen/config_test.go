@@ -33,6 +33,7 @@ func TestBuildConfig(t *testing.T) {
 		}, []string{"bootloader", "\nboot ="}, ""},
 		{"pv pygrub", base(func(s *domain.Spec) {}), []string{`bootloader = "pygrub"`}, []string{"kernel"}, ""},
 		{"pvh", base(func(s *domain.Spec) { s.Kernel = "/k"; s.Platform = map[string]string{"pvh": "true"} }), []string{`type = "pvh"`}, nil, ""},
+		{"pvh from domain_type", base(func(s *domain.Spec) { s.Kernel = "/k"; s.PVH = true }), []string{`type = "pvh"`, `kernel = "/k"`}, []string{"bootloader"}, ""},
 		{"hvm", base(func(s *domain.Spec) {
 			s.HVM, s.BootOrder = true, "dc"
 			s.Platform = map[string]string{"acpi": "1", "viridian": "false", "other": "x"}
