@@ -46,7 +46,8 @@ if [ -z "$KPKG" ]; then
 	apt-get update -q >&2
 	KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 fi
-if [ ! -f "$CACHE/.fetched-$KPKG" ]; then
+FETCHED=.fetched-$KPKG-$(echo $PKGS | sha256sum | cut -c1-8) # new packages: fetch again
+if [ ! -f "$CACHE/$FETCHED" ]; then
 	log "apt-get download (kernel $KPKG)"
 	rm -f "$DEBS"/*.deb
 	chmod 777 "$DEBS" # apt's _apt sandbox user writes here
@@ -55,7 +56,7 @@ if [ ! -f "$CACHE/.fetched-$KPKG" ]; then
 	rm -rf "$X" && mkdir -p "$X"
 	for d in "$DEBS"/*.deb; do dpkg -x "$d" "$X"; done
 	rm -f "$CACHE"/.fetched-*
-	touch "$CACHE/.fetched-$KPKG"
+	touch "$CACHE/$FETCHED"
 fi
 
 GUEST_INIT=$HERE/../guest/init.sh # the driver scenario's guest, shared with the qemu tests
@@ -66,6 +67,7 @@ if [ "$(cat "$CACHE/stamp" 2>/dev/null)" = "$KEY" ]; then
 fi
 log "building images in $CACHE"
 KVER=$(ls "$X/lib/modules" | head -1)
+[ -f "$X/lib/modules/$KVER/modules.dep" ] || depmod -b "$X" "$KVER" # the guest's and dom0's modprobe need it
 cp "$X/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
 zcat "$X/boot/xen-4.17-amd64.gz" >"$CACHE/xen.elf"
 off=$(LC_ALL=C grep -abo $'\xfd7zXZ' "$CACHE/vmlinuz" | awk -F: 'NR==1{print $1}')
