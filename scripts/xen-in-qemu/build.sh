@@ -39,7 +39,7 @@ done
 PKGS="xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
       libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenmisc4.17
       libxenstore4 libxentoollog1 libxentoolcore1 libxenhypfs1 libxendevicemodel1
-      libyajl2 libncurses6 libtinfo6 busybox-static"
+      libyajl2 libncurses6 libtinfo6 busybox-static qemu-system-xen"
 KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 if [ -z "$KPKG" ]; then
 	log "apt-get update (linux-image-amd64 unknown)"
@@ -156,7 +156,18 @@ rm -rf "$R0" && busybox_tree "$R0"
 mkdir -p "$R0"/{usr/bin,usr/sbin,usr/lib/x86_64-linux-gnu,lib/x86_64-linux-gnu,var/lib/xen,var/lib/xenstored,var/log/xen/console,etc/xen,mnt/host,lib/modules}
 ln -s ../run "$R0/var/run"
 cp -a "$X/usr/lib/xen-4.17" "$R0/usr/lib/"
-rm -rf "$R0/usr/lib/xen-4.17/lib/python" "$R0/usr/lib/xen-4.17/boot"
+rm -rf "$R0/usr/lib/xen-4.17/lib/python" "$R0/usr/lib/xen-4.17/boot/xen-shim"
+# HVM guests: QEMU's Xen device model (Debian's qemu-system-xen, where libxl
+# looks for it), hvmloader (kept above), SeaBIOS and QEMU's ROMs and
+# keymaps, taken from the host's QEMU packages (scripts/install-test-deps.sh
+# installs qemu-system-x86, which brings them).
+mkdir -p "$R0/usr/libexec" "$R0/usr/share/qemu" "$R0/usr/share/seabios" "$R0/usr/lib/ipxe"
+cp -a "$X/usr/libexec/xen-qemu-system-i386" "$R0/usr/libexec/"
+cp -aL /usr/share/seabios/. "$R0/usr/share/seabios/"
+for f in keymaps kvmvapic.bin linuxboot.bin linuxboot_dma.bin multiboot.bin multiboot_dma.bin pvh.bin sgabios.bin vgabios*.bin; do
+	[ -e "/usr/share/qemu/$f" ] && cp -aL "/usr/share/qemu/$f" "$R0/usr/share/qemu/"
+done
+[ -d /usr/lib/ipxe/qemu ] && cp -aL /usr/lib/ipxe/qemu "$R0/usr/lib/ipxe/"
 cp -a "$X/usr/lib/xen-common" "$R0/usr/lib/"
 cp -a "$X"/usr/lib/x86_64-linux-gnu/lib{xen,xlutil,yajl,ncurses,tinfo}* "$R0/usr/lib/x86_64-linux-gnu/" 2>/dev/null || true
 cp -a "$X"/lib/x86_64-linux-gnu/lib{ncurses,tinfo}* "$R0/usr/lib/x86_64-linux-gnu/" 2>/dev/null || true
@@ -198,7 +209,7 @@ for _ in 1 2 3; do
 done
 printf '/usr/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n/usr/lib/xen-4.17/lib/x86_64-linux-gnu\n' >"$R0/etc/ld.so.conf"
 ldconfig -r "$R0"
-miss=$(for b in "$R0"/usr/lib/xen-4.17/bin/* "$R0"/usr/bin/xenstore*; do
+miss=$(for b in "$R0"/usr/lib/xen-4.17/bin/* "$R0"/usr/bin/xenstore* "$R0"/usr/libexec/xen-qemu-system-i386; do
 	LD_LIBRARY_PATH=$lp ldd "$b" 2>/dev/null | grep "not found" | sed "s|^|$(basename "$b"): |" || true
 done | sort -u)
 [ -z "$miss" ] || { log "unresolved libraries in dom0:"; echo "$miss" >&2; exit 1; }
