@@ -22,8 +22,10 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
+# tests/e2e boots real guests and Xen under QEMU (5-6 min here): more than
+# go test's default 10-minute limit per package leaves room on a slow machine.
 unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 15m ./...
 
 fuzz:
 	FUZZTIME=$${FUZZTIME:-8s} ./scripts/fuzz-short.sh
