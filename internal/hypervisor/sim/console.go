@@ -361,6 +361,7 @@ func (d *Driver) guestProgress(x *dom) {
 
 // guestBooting forgets what the guest printed in its last life.
 func (x *dom) guestBooting() {
+	x.life++
 	x.upLogged, x.bootLogged, x.nextTick = false, false, 0
 	x.devs, x.blk, x.probed = "", nil, nil
 	x.rec.Addrs = nil
@@ -398,16 +399,39 @@ func (d *Driver) devicesChanged(x *dom) {
 	if x.probed == nil {
 		x.probed = map[string]bool{}
 	}
+	var disks []domain.Disk
+	names := map[string]string{}
 	for _, dk := range sortedDisks(x.rec.Spec.Disks) {
 		name := x.blk[dk.Device]
 		if dk.CD || x.probed[name] {
 			continue
 		}
 		x.probed[name] = true
-		if marker, ok := probeDisk(dk); ok {
-			d.say(x, "XENITH-DISK %s %s", name, marker)
-		}
+		disks = append(disks, dk)
+		names[dk.Device] = name
 	}
+	if len(disks) == 0 {
+		return
+	}
+	// The disks are read without the driver's lock (a slow file system
+	// must not stall every domain); the lines follow if the guest still
+	// runs the same life.
+	life := x.life
+	go func() {
+		var lines []string
+		for _, dk := range disks {
+			if marker, ok := probeDisk(dk); ok {
+				lines = append(lines, "XENITH-DISK "+names[dk.Device]+" "+marker)
+			}
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.doms[x.rec.Spec.UUID] == x && x.life == life {
+			for _, l := range lines {
+				d.say(x, "%s", l)
+			}
+		}
+	}()
 }
 
 // devsLine is the guest's view of its devices, as the test guest prints

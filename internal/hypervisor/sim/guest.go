@@ -101,6 +101,7 @@ type dom struct {
 	// The serial console (console.go) and what the guest has printed in
 	// this life; not persisted (guestResumed rebuilds it).
 	con                  *serial
+	life                 int // counts the guest's boots (reboots in place)
 	upLogged, bootLogged bool
 	nextTick             int
 	devs                 string            // the last XENITH-DEVS
