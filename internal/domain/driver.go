@@ -68,6 +68,9 @@ type Spec struct {
 
 	HVM       bool
 	PVH       bool   // a PV kernel in an HVM container (VM.domain_type pvh)
+	// ShadowMultiplier sizes an HVM domain's shadow memory
+	// (HVM_shadow_multiplier); 0 or 1 is the default size.
+	ShadowMultiplier float64
 	BootOrder string // HVM: "cd", "dc", "n"...
 	Kernel    string // PV / direct kernel boot
 	Ramdisk   string

@@ -522,6 +522,9 @@ func (m *Manager) specOf(ref xenapi.Ref, vm *api.VM, plugged bool) (Spec, error)
 		Platform: vm.Platform.Go(),
 	}
 	s.HVM, s.PVH = bootKind(vm)
+	if s.HVM {
+		s.ShadowMultiplier = vm.HVMShadowMultiplier
+	}
 	if s.VCPUs <= 0 {
 		s.VCPUs = 1
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/xenith/xenith/internal/domain"
@@ -45,6 +46,9 @@ func normalizeSpec(spec domain.Spec) (domain.Spec, error) {
 	}
 	if s.VCPUs < 1 || s.VCPUs > s.VCPUsMax {
 		return bad("VCPUs %d not within 1..%d", s.VCPUs, s.VCPUsMax)
+	}
+	if m := s.ShadowMultiplier; math.IsNaN(m) || m < 0 || m > MaxShadowMultiplier {
+		return bad("shadow multiplier %v not within 1..%d", m, MaxShadowMultiplier)
 	}
 	seen := map[string]bool{}
 	for _, dk := range s.Disks {
@@ -96,7 +100,11 @@ func (d *Driver) Create(ctx context.Context, spec domain.Spec) (int, error) {
 		d.mu.Unlock()
 		return 0, err
 	}
-	return d.addUnlock(opCreate, record{Spec: s})
+	rec := record{Spec: s}
+	if s.HVM && s.ShadowMultiplier > 1 {
+		rec.Shadow = s.ShadowMultiplier // accounted from the start
+	}
+	return d.addUnlock(opCreate, rec)
 }
 
 // addUnlock adds a paused domain made of rec (its Spec normalized) after

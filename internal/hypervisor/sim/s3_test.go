@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"errors"
+	"math"
 	"path/filepath"
 	"testing"
 	"time"
@@ -227,5 +228,32 @@ func TestShadowMultiplierPersists(t *testing.T) {
 	}
 	if h2, _ := d2.Host(ctx); h2.FreeMemory != h1.FreeMemory {
 		t.Fatalf("free memory after restart %d, want %d", h2.FreeMemory, h1.FreeMemory)
+	}
+}
+
+// A start with a shadow multiplier above 1 takes the larger shadow pool
+// from the host at once; bad multipliers are refused.
+func TestShadowMultiplierAtCreate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := newDriver(t, Options{TotalMemory: 4 * GiB})
+	idle, _ := d.Host(ctx)
+	s := hvmSpec("big", 256*MiB)
+	s.ShadowMultiplier = 4
+	mustCreate(t, d, s)
+	h, _ := d.Host(ctx)
+	want := idle.FreeMemory - Footprint(256*MiB) - (ShadowMemory(s, 4) - ShadowMemory(s, 1))
+	if h.FreeMemory != want {
+		t.Fatalf("free %d after an HVM start at multiplier 4, want %d", h.FreeMemory, want)
+	}
+	if m, _ := d.ShadowMultiplier("big"); m != 4 {
+		t.Fatalf("multiplier %v, want 4", m)
+	}
+	for _, m := range []float64{-1, MaxShadowMultiplier + 1, math.NaN()} {
+		bad := hvmSpec("bad", 64*MiB)
+		bad.ShadowMultiplier = m
+		if _, err := d.Create(ctx, bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("multiplier %v: %v, want ErrInvalid", m, err)
+		}
 	}
 }
