@@ -66,16 +66,16 @@ type Spec struct {
 	VCPUsMax        int
 	VCPUs           int // online at start
 
-	HVM       bool
-	PVH       bool   // a PV kernel in an HVM container (VM.domain_type pvh)
+	HVM bool
+	PVH bool // a PV kernel in an HVM container (VM.domain_type pvh)
 	// ShadowMultiplier sizes an HVM domain's shadow memory
 	// (HVM_shadow_multiplier); 0 or 1 is the default size.
 	ShadowMultiplier float64
-	BootOrder string // HVM: "cd", "dc", "n"...
-	Kernel    string // PV / direct kernel boot
-	Ramdisk   string
-	Args      string
-	Platform  map[string]string
+	BootOrder        string // HVM: "cd", "dc", "n"...
+	Kernel           string // PV / direct kernel boot
+	Ramdisk          string
+	Args             string
+	Platform         map[string]string
 
 	Disks []Disk
 	NICs  []NIC

@@ -73,6 +73,7 @@ type rec struct {
 	Started time.Time   `json:"started"`
 
 	busy     int     // driver operations in flight: the scanner keeps off
+	settled  uint64  // d.settles when the last operation ended
 	notified string  // the last guest event reported, "domid/what"
 	waiter   *waiter // a pending clean shutdown or reboot
 	watched  int     // domid whose agent keys are watched; 0 = none
@@ -101,8 +102,12 @@ type Driver struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	mu      sync.Mutex
-	recs    map[string]*rec
+	mu   sync.Mutex
+	recs map[string]*rec
+	// settles counts the driver operations that ended; a scan ignores
+	// records settled after its `xl list` was taken, which may not show
+	// what the operation did yet.
+	settles uint64
 	opLocks map[string]*sync.Mutex
 	xs      XenStore
 	// consoles are the console sockets served, by VM uuid (console.go).
@@ -313,8 +318,15 @@ func (d *Driver) end(r *rec) {
 		return
 	}
 	d.mu.Lock()
-	r.busy--
+	d.settle(r)
 	d.mu.Unlock()
+}
+
+// settle ends one operation on r; d.mu is held.
+func (d *Driver) settle(r *rec) {
+	r.busy--
+	d.settles++
+	r.settled = d.settles
 }
 
 // drop forgets a domain that is gone, releasing a pending shutdown with err.
@@ -456,7 +468,7 @@ func (d *Driver) build(ctx context.Context, spec domain.Spec, image string) (int
 	}
 	d.mu.Lock()
 	r.Domid, r.Started = domid, d.now().UTC()
-	r.busy--
+	d.settle(r)
 	err = d.save(r)
 	d.mu.Unlock()
 	if err != nil {

@@ -73,6 +73,9 @@ type action struct {
 func (d *Driver) scan() {
 	ctx, cancel := context.WithTimeout(d.ctx, commandTimeout)
 	defer cancel()
+	d.mu.Lock()
+	listed := d.settles
+	d.mu.Unlock()
 	doms, err := d.xl.list(ctx)
 	if err != nil {
 		if d.ctx.Err() == nil {
@@ -94,8 +97,8 @@ func (d *Driver) scan() {
 	sort.Strings(uuids)
 	for _, uuid := range uuids {
 		r := d.recs[uuid]
-		if r.busy > 0 {
-			continue
+		if r.busy > 0 || r.settled > listed {
+			continue // the list may predate what the driver did
 		}
 		x, ok := byUUID[uuid]
 		if !ok || x.dying() {
