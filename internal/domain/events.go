@@ -167,6 +167,26 @@ func (m *Manager) recordAgent(ref xenapi.Ref, rep *AgentReport) {
 	}
 }
 
+// adoptS3 brings an adopted VM's S3 state in VM_metrics in line with its
+// guest, which may have slept or woken while xenithd was down.
+func (m *Manager) adoptS3(ctx context.Context, ref xenapi.Ref) {
+	if _, ok := m.drv.(S3Driver); !ok {
+		return
+	}
+	row, err := m.st.Get(api.ClassVM, ref)
+	if err != nil {
+		return
+	}
+	vm := row.Rec.(*api.VM)
+	asleep, err := m.S3Asleep(ctx, ref)
+	if err == nil {
+		err = m.recordS3(ctx, vm, asleep)
+	}
+	if err != nil {
+		m.log.Warn("reading the ACPI S3 state of an adopted domain", "vm", ref, "err", err)
+	}
+}
+
 // reconcile brings the store in line with the hypervisor after a restart:
 // running domains are adopted (same domid), VMs whose domain vanished
 // meanwhile are treated as crashed, and domains that halted or crashed
@@ -216,6 +236,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 			} else {
 				m.syncConsoles(row.Ref, vm.UUID)
 			}
+			m.adoptS3(ctx, row.Ref)
 			m.log.Info("adopted running domain", "vm", row.Ref, "domid", info.Domid)
 		}
 	}

@@ -635,3 +635,75 @@ func TestHVMNeedsHostSupport(t *testing.T) {
 		})
 	}
 }
+
+// TestAdoptKeepsS3: a manager that adopts a running domain (xenithd
+// restarted) records the guest's ACPI S3 state as it is now.
+func TestAdoptKeepsS3(t *testing.T) {
+	e := newEnv(t, 0, plain)
+	ctx := context.Background()
+	err := e.st.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.Modify(api.ClassHost, e.host, func(r xenapi.Record) error {
+			r.(*api.Host).Capabilities = []string{"xen-3.0-x86_64", "hvm-3.0-x86_64"}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Modify(api.ClassVM, e.vm, func(r xenapi.Record) error {
+			r.(*api.VM).HVMBootPolicy = "BIOS order"
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mgr.Start(ctx, e.vm, false); err != nil {
+		t.Fatal(err)
+	}
+	vm := e.vmRec(t)
+	metricsState := func() []string {
+		t.Helper()
+		row, err := e.st.Get(api.ClassVMMetrics, vm.Metrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return row.Rec.(*api.VMMetrics).State
+	}
+	setMetricsState := func(state ...string) {
+		t.Helper()
+		if err := e.st.Update(ctx, func(tx *store.Tx) error {
+			return tx.Modify(api.ClassVMMetrics, vm.Metrics, func(r xenapi.Record) error {
+				r.(*api.VMMetrics).State = state
+				return nil
+			})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// adopt runs a second manager over the same store and driver, as a
+	// restarted xenithd would, until it records want.
+	adopt := func(want ...string) {
+		t.Helper()
+		m := domain.New(domain.Config{Store: e.st, Driver: e.w, Host: e.host, StateDir: t.TempDir(),
+			Log: slog.New(slog.DiscardHandler)})
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { m.Run(rctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		for deadline := time.Now().Add(5 * time.Second); !equal(metricsState(), want); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("adopted with state %v, want %v", metricsState(), want)
+			}
+		}
+	}
+	// Asleep while the record says awake (the guest slept meanwhile).
+	if err := e.sim.S3Suspend(ctx, vm.UUID); err != nil {
+		t.Fatal(err)
+	}
+	setMetricsState("running")
+	adopt("running", domain.S3State)
+	// Awake while the record says asleep.
+	if err := e.sim.S3Resume(ctx, vm.UUID); err != nil {
+		t.Fatal(err)
+	}
+	adopt("running")
+}
