@@ -2,6 +2,7 @@ package xenops
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -214,4 +215,28 @@ func TestTransient(t *testing.T) {
 	if vm := e.vm(t, keptID); vm.PowerState != api.VMPowerStateHalted {
 		t.Fatalf("kept VM: %s", vm.PowerState)
 	}
+}
+
+func TestTransientHaltedWhileNobodyWatched(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const ranID, idleID = "0b1c2d3e-0000-4000-8000-00000000001a", "0b1c2d3e-0000-4000-8000-00000000001b"
+	ran := e.addVM(t, ranID, func(x *VM) { x.Transient = true })
+	e.addVM(t, idleID, func(x *VM) { x.Transient = true })
+	e.run(t, "VM.start", mem("id", ran))
+	// The service stops; the VM halts meanwhile.
+	e.svc.Close()
+	row, _ := e.st.ByUUID(api.ClassVM, ranID)
+	if _, err := e.front.Call(context.Background(), e.sess, "VM.hard_shutdown", wire.String(string(row.Ref))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * transientSettle)
+	if vm := e.vm(t, ranID); vm.PowerState != api.VMPowerStateHalted {
+		t.Fatalf("with no service: %s", vm.PowerState)
+	}
+	// The next service forgets the VM that ran, not the one never started.
+	svc := New(Config{Front: e.front, Log: slog.New(slog.DiscardHandler), Version: "test"})
+	t.Cleanup(func() { svc.Close() })
+	e.gone(t, ranID, 5*time.Second)
+	e.vm(t, idleID)
 }

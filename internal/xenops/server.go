@@ -76,9 +76,12 @@ func New(cfg Config) *Service {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Service{front: cfg.Front, st: cfg.Front.Store(), log: log, version: cfg.Version,
 		instanceID: uuid.NewString(), phases: make(map[string]*phase), stop: stop, done: make(chan struct{})}
+	// Subscribed before New returns: a VM that halts while the service
+	// starts up is not missed.
+	sub := s.st.Subscribe(isVMChange, transientQueue)
 	go func() {
 		defer close(s.done)
-		s.watchTransient(ctx)
+		s.watchTransient(ctx, sub)
 	}()
 	return s
 }

@@ -35,11 +35,13 @@ func isTransient(vm *api.VM) bool {
 	return truthy(v)
 }
 
+func isVMChange(c *xenapi.Class, _ xenapi.Ref) bool { return c == api.ClassVM }
+
 // watchTransient follows VM changes until ctx ends, and removes a
-// transient VM that went from having a domain to Halted.
-func (s *Service) watchTransient(ctx context.Context) {
-	isVM := func(c *xenapi.Class, _ xenapi.Ref) bool { return c == api.ClassVM }
-	sub := s.st.Subscribe(isVM, transientQueue)
+// transient VM that went from having a domain to Halted. At its start it
+// also removes the transient VMs that halted after running while nobody
+// watched (xenithd was down, or a removal never finished).
+func (s *Service) watchTransient(ctx context.Context, sub *store.Subscription) {
 	defer sub.Close()
 	last := map[xenapi.Ref]api.VMPowerState{} // transient VMs' last power state
 	resync := func() {
@@ -51,6 +53,11 @@ func (s *Service) watchTransient(ctx context.Context) {
 		}
 	}
 	resync()
+	for _, row := range s.st.All(api.ClassVM) {
+		if vm := row.Rec.(*api.VM); isTransient(vm) && vm.PowerState == api.VMPowerStateHalted && s.hasRun(vm) {
+			go s.settleTransient(ctx, row.Ref, vm.UUID)
+		}
+	}
 	for {
 		wake := s.st.Wait()
 		changes, lost := sub.Take()
@@ -76,6 +83,16 @@ func (s *Service) watchTransient(ctx context.Context) {
 		case <-wake:
 		}
 	}
+}
+
+// hasRun tells whether vm ever had a domain: its metrics keep the time of
+// its last start, which a VM only added never gets.
+func (s *Service) hasRun(vm *api.VM) bool {
+	row, err := s.st.Get(api.ClassVMMetrics, vm.Metrics)
+	if err != nil {
+		return false
+	}
+	return row.Rec.(*api.VMMetrics).StartTime.After(xenapi.Epoch)
 }
 
 // settleTransient removes a transient VM that is still halted after
