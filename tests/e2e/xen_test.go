@@ -187,7 +187,7 @@ done
 	if err := os.WriteFile(script, []byte(xenScenario), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sctx, scancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	sctx, scancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer scancel()
 	cmd := exec.CommandContext(sctx, debianPython, script, "--url", url, "--password", password, "--share", share,
 		"--kernel", "/mnt/host/vmlinux", "--ramdisk", "/mnt/host/domU.cpio.gz")
