@@ -2,17 +2,27 @@ package xapi
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/xenith/xenith/internal/api"
+	"github.com/xenith/xenith/internal/hypervisor/sim"
 	"github.com/xenith/xenith/internal/xenapi"
 )
 
 // host.call_plugin(host, "sim", fn, args) drives the simulator's fault
 // injection and guest actions, so people testing their XenAPI tools can
-// make a guest crash, shut itself down or hang through the API they
-// already use. fn is one of crash, shutdown, reboot, hang, unhang and
-// fail-next; args: vm=<uuid> (fail-next: op=<create|unpause|shutdown|...>,
-// vm optional).
+// make a guest crash, shut itself down or hang, or set what it keeps busy,
+// through the API they already use. fn is one of crash, shutdown, reboot,
+// hang, unhang, fail-next and load; args: vm=<uuid> (fail-next:
+// op=<create|unpause|shutdown|...>, vm optional; load: cpu=<busy fraction
+// of each vCPU, 0..1> and disk_read_kbs, disk_write_kbs, net_rx_kbs,
+// net_tx_kbs in KiB/s per disk or NIC, as VBD_metrics' io_read_kbs; each
+// optional, an omitted one keeps its value).
 
 // simControls is what the sim driver offers beyond domain.Driver.
 type simControls interface {
@@ -21,6 +31,12 @@ type simControls interface {
 	GuestReboot(uuid string) error
 	Hang(uuid string, on bool) error
 	FailNext(op, uuid string) error
+}
+
+// simLoadControls sets the load a simulated guest runs (fn "load").
+type simLoadControls interface {
+	Load(uuid string) (sim.Load, error)
+	SetLoad(uuid string, l sim.Load) error
 }
 
 func (s *Server) registerHostPlugins() {
@@ -39,11 +55,11 @@ func (s *Server) hostCallPlugin(ctx context.Context, c *Call) (Result, error) {
 	if plugin != "sim" {
 		return nil, xenapi.NewError(api.ErrXenapiMissingPlugin, plugin)
 	}
-	var sim simControls
+	var ctl simControls
 	if s.domains != nil {
-		sim, _ = s.domains.Driver().(simControls)
+		ctl, _ = s.domains.Driver().(simControls)
 	}
-	if sim == nil {
+	if ctl == nil {
 		return nil, xenapi.NewError(api.ErrXenapiPluginFailure, "not_available", "", "the sim plugin needs the sim hypervisor driver")
 	}
 	uuid := args["vm"]
@@ -55,20 +71,74 @@ func (s *Server) hostCallPlugin(ctx context.Context, c *Call) (Result, error) {
 	var err error
 	switch fn {
 	case "crash":
-		err = sim.Crash(uuid)
+		err = ctl.Crash(uuid)
 	case "shutdown":
-		err = sim.GuestShutdown(uuid)
+		err = ctl.GuestShutdown(uuid)
 	case "reboot":
-		err = sim.GuestReboot(uuid)
+		err = ctl.GuestReboot(uuid)
 	case "hang", "unhang":
-		err = sim.Hang(uuid, fn == "hang")
+		err = ctl.Hang(uuid, fn == "hang")
 	case "fail-next":
-		err = sim.FailNext(args["op"], uuid)
+		err = ctl.FailNext(args["op"], uuid)
+	case "load":
+		err = setSimLoad(ctl, uuid, args)
 	default:
-		return nil, xenapi.NewError(api.ErrXenapiPluginFailure, "unknown_function", fn, "functions: crash, shutdown, reboot, hang, unhang, fail-next")
+		return nil, xenapi.NewError(api.ErrXenapiPluginFailure, "unknown_function", fn, "functions: crash, shutdown, reboot, hang, unhang, fail-next, load")
 	}
 	if err != nil {
 		return nil, xenapi.NewError(api.ErrXenapiPluginFailure, "failed", fn, err.Error())
 	}
 	return stringResult("ok"), nil
+}
+
+// setSimLoad changes the fields of a guest's load that args name (KiB/s
+// but for cpu). The driver checks the ranges; unknown arguments are
+// refused, since a misspelt one would silently leave its field unchanged.
+func setSimLoad(c simControls, uuid string, args map[string]string) error {
+	lc, ok := c.(simLoadControls)
+	if !ok {
+		return fmt.Errorf("this driver has no load control")
+	}
+	if uuid == "" {
+		return fmt.Errorf("load needs vm=<uuid>")
+	}
+	l, err := lc.Load(uuid)
+	if err != nil {
+		return err
+	}
+	fields := []struct {
+		arg   string
+		field *float64
+		scale float64
+	}{
+		{"cpu", &l.CPU, 1},
+		{"disk_read_kbs", &l.DiskReadBps, 1024},
+		{"disk_write_kbs", &l.DiskWriteBps, 1024},
+		{"net_rx_kbs", &l.NetRxBps, 1024},
+		{"net_tx_kbs", &l.NetTxBps, 1024},
+	}
+	names := []string{"vm"}
+	for _, f := range fields {
+		names = append(names, f.arg)
+	}
+	for _, k := range slices.Sorted(maps.Keys(args)) {
+		if !slices.Contains(names, k) {
+			return fmt.Errorf("unknown argument %q (want %s)", k, strings.Join(names, ", "))
+		}
+	}
+	for _, f := range fields {
+		v, ok := args[f.arg]
+		if !ok {
+			continue
+		}
+		x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		switch {
+		case err != nil || math.IsNaN(x) || math.IsInf(x, 0):
+			return fmt.Errorf("%s: %q is not a number", f.arg, v)
+		case x < 0:
+			return fmt.Errorf("%s: %q is negative", f.arg, v)
+		}
+		*f.field = x * f.scale
+	}
+	return lc.SetLoad(uuid, l)
 }

@@ -32,13 +32,14 @@ const (
 	opS3Resume        = "s3resume"
 	opSetShadow       = "set_shadow_multiplier"
 	opConsole         = "console"
+	opStats           = "stats"
 )
 
 var ops = []string{
 	opHost, opCreate, opUnpause, opPause, opShutdown, opDestroy, opReset,
 	opSuspend, opResume, opSetMemoryTarget, opSetVCPUs, opPlugDisk,
 	opUnplugDisk, opPlugNIC, opUnplugNIC, opInfo, opList,
-	opS3Suspend, opS3Resume, opSetShadow, opConsole,
+	opS3Suspend, opS3Resume, opSetShadow, opConsole, opStats,
 }
 
 // Ops lists the operation names FailNext accepts, sorted.

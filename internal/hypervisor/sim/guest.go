@@ -28,10 +28,20 @@ type record struct {
 	State     jsonState   `json:"state"`
 	StartTime time.Time   `json:"start_time"`
 
-	// CPU time: CPUTime accumulated, plus (Now - CPUSince) * VCPUs while
-	// running (CPUSince is zero otherwise). Measured on Options.Now.
+	// CPU time: CPUTime accumulated, plus (Now - CPUSince) * the load's
+	// CPU fraction * VCPUs while the guest runs (CPUSince is zero
+	// otherwise). Measured on Options.Now. CPUSince is also where the
+	// other counters of the load (stats.go) accrue from.
 	CPUTime  time.Duration `json:"cpu_time_ns"`
 	CPUSince time.Time     `json:"cpu_since,omitzero"`
+	// Load is what the guest runs; nil means the default (stats.go).
+	Load *Load `json:"load,omitempty"`
+	// The counters of the load accumulated up to CPUSince: per vCPU (every
+	// vCPU that has been online; they sum to CPUTime) and per disk and NIC
+	// device present.
+	VCPUTime []time.Duration    `json:"vcpu_time_ns,omitempty"`
+	DiskIO   map[string]ioCount `json:"disk_io,omitempty"`
+	NICIO    map[string]ioCount `json:"nic_io,omitempty"`
 
 	// Guest clock ("uptime" since the last boot): Uptime accumulated, plus
 	// real time since UpSince while running. Boot, the agent report and
@@ -133,13 +143,7 @@ func (x *dom) uptime() time.Duration {
 	return u
 }
 
-func (d *Driver) cpuTime(x *dom) time.Duration {
-	c := x.rec.CPUTime
-	if !x.rec.CPUSince.IsZero() {
-		c += max(d.now().Sub(x.rec.CPUSince), 0) * time.Duration(x.rec.Spec.VCPUs)
-	}
-	return c
-}
+func (d *Driver) cpuTime(x *dom) time.Duration { return d.cpuTimeAt(x, d.now()) }
 
 // startRunning sets the domain running and starts its clocks (unless the
 // guest sleeps in ACPI S3: they start when it wakes).
@@ -164,15 +168,15 @@ func (d *Driver) stopRunning(x *dom, s domain.State) {
 	x.stopTimer()
 }
 
-// foldClocks accumulates the running clocks, restarting them from now.
+// foldClocks accumulates the running clocks (uptime, CPU time and the
+// load's other counters), restarting them from now.
 func (d *Driver) foldClocks(x *dom) {
 	if !x.awake() {
 		return
 	}
 	x.rec.Uptime = x.uptime()
 	x.rec.UpSince = time.Now()
-	x.rec.CPUTime = d.cpuTime(x)
-	x.rec.CPUSince = d.now()
+	d.foldCounters(x, d.now())
 }
 
 // rebootInPlace restarts the guest with the same domid: the guest clock

@@ -125,6 +125,7 @@ func (d *Driver) addUnlock(op string, rec record) (int, error) {
 	rec.State = jsonState(domain.Paused)
 	rec.StartTime = d.now()
 	rec.CPUTime, rec.CPUSince, rec.UpSince = 0, timeZero, timeZero
+	rec.VCPUTime, rec.DiskIO, rec.NICIO = nil, nil, nil // a new domain's counters
 	x := &dom{rec: rec}
 	d.guestResumed(x)
 	d.doms[uuid] = x
@@ -317,6 +318,11 @@ func (d *Driver) Resume(ctx context.Context, spec domain.Spec, path string) (int
 	if img.Spec.UUID != spec.UUID {
 		return 0, fmt.Errorf("sim: resume %s: image %s belongs to VM %s: %w", spec.UUID, path, img.Spec.UUID, ErrBadImage)
 	}
+	if img.Load != nil {
+		if err := img.Load.check(); err != nil {
+			return 0, fmt.Errorf("sim: resume %s: image %s: load: %v: %w", spec.UUID, path, err, ErrBadImage)
+		}
+	}
 	s, err := normalizeSpec(spec)
 	if err != nil {
 		return 0, err
@@ -335,6 +341,7 @@ func (d *Driver) Resume(ctx context.Context, spec domain.Spec, path string) (int
 		S3:      img.S3 && s.HVM,
 		Shadow:  img.Shadow,
 		Addrs:   img.Addrs,
+		Load:    img.Load,
 	}
 
 	d.mu.Lock()
@@ -448,16 +455,21 @@ func (d *Driver) device(ctx context.Context, op, uuid string, plug func(*dom) er
 		if err := wantState(x, op, domain.Running, domain.Paused); err != nil {
 			return err
 		}
+		// What the old devices moved so far is theirs; a new device
+		// starts from zero.
+		d.foldClocks(x)
 		if err := plug(x); err != nil {
 			return err
 		}
+		dropGoneDevices(x)
 		d.devicesChanged(x)
 		d.advance(x)
 		return nil
 	})
 }
 
-// Info describes one domain (MemoryActual is its balloon target).
+// Info describes one domain (MemoryActual is its balloon target, CPUTime
+// the same as Stats').
 func (d *Driver) Info(ctx context.Context, uuid string) (domain.Info, error) {
 	if err := ctx.Err(); err != nil {
 		return domain.Info{}, err

@@ -123,6 +123,13 @@ func (d *Driver) load() error {
 			d.mu.Unlock()
 			return fmt.Errorf("sim: state file %s: bad or repeated domain %q (domid %d)", path, u, rec.Domid)
 		}
+		if rec.Load != nil {
+			if err := rec.Load.check(); err != nil {
+				d.mu.Unlock()
+				return fmt.Errorf("sim: state file %s: domain %q: load: %v", path, u, err)
+			}
+		}
+		spreadCPUTime(&rec)
 		domids[rec.Domid] = true
 		next = max(next, rec.Domid+1)
 		x := &dom{rec: rec}

@@ -23,6 +23,8 @@ func TestS3StopsTheGuest(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
 	d := newDriver(t, Options{Now: clk.Now, BootTime: 50 * time.Millisecond})
 	mustCreate(t, d, hvmSpec("v", 64*MiB)) // 2 VCPUs
+	// Every vCPU busy, as the arithmetic below assumes.
+	must(t, d.SetLoad("v", Load{CPU: 1}))
 	if err := d.S3Suspend(ctx, "v"); !errors.Is(err, ErrBadState) {
 		t.Fatalf("S3Suspend of a paused domain: %v", err)
 	}

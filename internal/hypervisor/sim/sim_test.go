@@ -449,6 +449,8 @@ func TestCPUTime(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
 	d := newDriver(t, Options{Now: clk.Now})
 	mustCreate(t, d, spec("v", 64*MiB)) // 2 VCPUs
+	// Every vCPU busy, as the arithmetic below assumes.
+	must(t, d.SetLoad("v", Load{CPU: 1}))
 	if in := info(t, d, "v"); !in.StartTime.Equal(clk.Now()) || in.CPUTime != 0 {
 		t.Fatalf("fresh: %+v", in)
 	}
