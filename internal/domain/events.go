@@ -16,8 +16,8 @@ func (m *Manager) Run(ctx context.Context) {
 	m.reconcile(ctx)
 	go m.hostMetricsLoop(ctx)
 	m.hostChanged() // what changed while xenithd was down
-	if sd, ok := m.drv.(StatsDriver); ok {
-		go m.metricsLoop(ctx, sd)
+	if _, ok := m.drv.(StatsDriver); ok || m.samples != nil {
+		go m.metricsLoop(ctx)
 	}
 	for {
 		select {

@@ -23,6 +23,7 @@ import (
 
 // Manager runs VM operations over a Driver and keeps the store in step.
 type Manager struct {
+	samples  StatsSink
 	st       *store.Store
 	drv      Driver
 	host     xenapi.Ref
@@ -64,6 +65,9 @@ type Config struct {
 	// object's uuid; nil means "/console?uuid=UUID", relative to the
 	// server a client talks to.
 	ConsoleURL func(consoleUUID string) string
+	// Samples receives the statistics sampled every MetricsInterval; nil
+	// keeps only VM_metrics.
+	Samples StatsSink
 }
 
 // DefaultCleanShutdownTimeout is how long a guest may take to obey a clean
@@ -86,7 +90,7 @@ func New(cfg Config) *Manager {
 	}
 	return &Manager{st: cfg.Store, drv: cfg.Driver, host: cfg.Host, log: log, stateDir: cfg.StateDir,
 		CleanShutdownTimeout: timeout, locks: make(map[xenapi.Ref]chan struct{}), consoleURL: consoleURL,
-		hostPoke: make(chan struct{}, 1)}
+		hostPoke: make(chan struct{}, 1), samples: cfg.Samples}
 }
 
 // Driver returns the hypervisor driver.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -98,6 +100,12 @@ type env struct {
 // objects) and a manager over drv(sim), running until the test ends.
 func newEnv(t *testing.T, timeout time.Duration, drv func(*wrapped) domain.Driver) *env {
 	t.Helper()
+	return newEnvSink(t, timeout, drv, nil)
+}
+
+// newEnvSink is newEnv with a StatsSink for the manager's samples.
+func newEnvSink(t *testing.T, timeout time.Duration, drv func(*wrapped) domain.Driver, sink domain.StatsSink) *env {
+	t.Helper()
 	st, err := store.Open(store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +168,7 @@ func newEnv(t *testing.T, timeout time.Duration, drv func(*wrapped) domain.Drive
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e.mgr = domain.New(domain.Config{Store: st, Driver: drv(w), Host: e.host, Log: log, StateDir: t.TempDir(), CleanShutdownTimeout: timeout})
+	e.mgr = domain.New(domain.Config{Store: st, Driver: drv(w), Host: e.host, Log: log, StateDir: t.TempDir(), CleanShutdownTimeout: timeout, Samples: sink})
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { e.mgr.Run(rctx); close(done) }()
@@ -169,6 +177,17 @@ func newEnv(t *testing.T, timeout time.Duration, drv func(*wrapped) domain.Drive
 }
 
 func plain(w *wrapped) domain.Driver { return w }
+
+// modify changes one record in its own transaction.
+func (e *env) modify(t *testing.T, c *xenapi.Class, ref xenapi.Ref, f func(xenapi.Record)) {
+	t.Helper()
+	err := e.st.Update(context.Background(), func(tx *store.Tx) error {
+		return tx.Modify(c, ref, func(r xenapi.Record) error { f(r); return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
 
 func (e *env) vmRec(t *testing.T) *api.VM {
 	t.Helper()
@@ -641,21 +660,8 @@ func TestHVMNeedsHostSupport(t *testing.T) {
 func TestAdoptKeepsS3(t *testing.T) {
 	e := newEnv(t, 0, plain)
 	ctx := context.Background()
-	err := e.st.Update(ctx, func(tx *store.Tx) error {
-		if err := tx.Modify(api.ClassHost, e.host, func(r xenapi.Record) error {
-			r.(*api.Host).Capabilities = []string{"xen-3.0-x86_64", "hvm-3.0-x86_64"}
-			return nil
-		}); err != nil {
-			return err
-		}
-		return tx.Modify(api.ClassVM, e.vm, func(r xenapi.Record) error {
-			r.(*api.VM).HVMBootPolicy = "BIOS order"
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.modify(t, api.ClassHost, e.host, func(r xenapi.Record) { r.(*api.Host).Capabilities = []string{"xen-3.0-x86_64", "hvm-3.0-x86_64"} })
+	e.modify(t, api.ClassVM, e.vm, func(r xenapi.Record) { r.(*api.VM).HVMBootPolicy = "BIOS order" })
 	if err := e.mgr.Start(ctx, e.vm, false); err != nil {
 		t.Fatal(err)
 	}
@@ -670,14 +676,7 @@ func TestAdoptKeepsS3(t *testing.T) {
 	}
 	setMetricsState := func(state ...string) {
 		t.Helper()
-		if err := e.st.Update(ctx, func(tx *store.Tx) error {
-			return tx.Modify(api.ClassVMMetrics, vm.Metrics, func(r xenapi.Record) error {
-				r.(*api.VMMetrics).State = state
-				return nil
-			})
-		}); err != nil {
-			t.Fatal(err)
-		}
+		e.modify(t, api.ClassVMMetrics, vm.Metrics, func(r xenapi.Record) { r.(*api.VMMetrics).State = state })
 	}
 	// adopt runs a second manager over the same store and driver, as a
 	// restarted xenithd would, until it records want.
@@ -706,4 +705,82 @@ func TestAdoptKeepsS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	adopt("running")
+}
+
+// sink records what the manager hands a StatsSink.
+type sink struct {
+	mu      sync.Mutex
+	vms     []domain.VMSample
+	hosts   []domain.HostSample
+	stopped []string
+}
+
+func (s *sink) RecordVM(v domain.VMSample) { s.mu.Lock(); s.vms = append(s.vms, v); s.mu.Unlock() }
+func (s *sink) RecordHost(h domain.HostSample) {
+	s.mu.Lock()
+	s.hosts = append(s.hosts, h)
+	s.mu.Unlock()
+}
+func (s *sink) VMStopped(id string) { s.mu.Lock(); s.stopped = append(s.stopped, id); s.mu.Unlock() }
+
+func TestStatsSink(t *testing.T) {
+	old := domain.MetricsInterval
+	domain.MetricsInterval = 20 * time.Millisecond
+	t.Cleanup(func() { domain.MetricsInterval = old })
+	sk := &sink{}
+	e := newEnvSink(t, 0, func(w *wrapped) domain.Driver { return withStats{w, time.Second} }, sk)
+	ctx := context.Background()
+	// VBD 0 is known to the guest as xvda.
+	e.modify(t, api.ClassVBD, e.device(t, api.ClassVBD, "0"), func(r xenapi.Record) { r.(*api.VBD).Device = "xvda" })
+	if err := e.mgr.Start(ctx, e.vm, false); err != nil {
+		t.Fatal(err)
+	}
+	vm := e.vmRec(t)
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			sk.mu.Lock()
+			done := ok()
+			sk.mu.Unlock()
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s", what)
+			}
+		}
+	}
+	// The synthetic driver: half a second of CPU per second, on a host of
+	// 4 CPUs (sim.Options in newEnv).
+	waitFor("host sample with the guests' CPU", func() bool {
+		for _, h := range sk.hosts {
+			if h.CPUAvg > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	sk.mu.Lock()
+	v := sk.vms[len(sk.vms)-1]
+	h := sk.hosts[len(sk.hosts)-1]
+	sk.mu.Unlock()
+	if v.UUID != vm.UUID || v.DiskNames["0"] != "xvda" || v.MemoryTarget != vm.MemoryTarget || len(v.Stats.VCPUTime) != 1 {
+		t.Fatalf("VM sample %+v", v)
+	}
+	// withStats advances its clock one second and vCPU 0 half a second
+	// per call: the guests' share of the host's 4 CPUs is 0.5/4.
+	sk.mu.Lock()
+	for _, hs := range sk.hosts {
+		if !math.IsNaN(hs.CPUAvg) && math.Abs(hs.CPUAvg-0.125) > 1e-9 {
+			t.Errorf("host CPUAvg %v, want 0.125", hs.CPUAvg)
+		}
+	}
+	sk.mu.Unlock()
+	if h.MemoryTotal != 8<<30 || h.MemoryFree <= 0 || h.MemoryFree >= h.MemoryTotal {
+		t.Fatalf("host sample %+v", h)
+	}
+	if err := e.mgr.HardShutdown(ctx, e.vm); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("VMStopped", func() bool { return slices.Contains(sk.stopped, vm.UUID) })
 }
