@@ -24,10 +24,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/auth"
 	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/hostinfo"
 	"github.com/xenith/xenith/internal/inventory"
+	"github.com/xenith/xenith/internal/rrdd"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/tlscert"
 	"github.com/xenith/xenith/internal/xapi"
@@ -174,9 +176,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := applyHypervisorFacts(ctx, st, hostRef, o.hypervisor, drv); err != nil {
 		log.Warn("host facts from the hypervisor", "err", err)
 	}
+	hostUUID := ""
+	if row, err := st.Get(api.ClassHost, hostRef); err == nil {
+		hostUUID = row.Rec.(*api.Host).UUID
+	}
+	rrds, err := rrdd.Open(filepath.Join(o.data, "rrd"), hostUUID, log.With("part", "rrdd"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := rrds.Close(); err != nil {
+			log.Warn("saving statistics", "err", err)
+		}
+	}()
 	var consoleBase atomic.Pointer[string] // set once the listeners are bound
 	domains := domain.New(domain.Config{Store: st, Driver: drv, Host: hostRef, Log: log, StateDir: o.data,
-		CleanShutdownTimeout: o.cleanShutdownTimeout,
+		CleanShutdownTimeout: o.cleanShutdownTimeout, Samples: rrds,
 		ConsoleURL: func(id string) string {
 			base := ""
 			if b := consoleBase.Load(); b != nil {
@@ -184,7 +199,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 			return base + domain.ConsolePath + "?uuid=" + id
 		}})
-	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: hostRef, SessionIdle: o.sessionIdle, Domains: domains})
+	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: hostRef, SessionIdle: o.sessionIdle, Domains: domains, RRDs: rrds})
 	fr := newFronts(srv, log)
 
 	var servers []*http.Server

@@ -49,6 +49,10 @@ func (s *Server) mux(local bool) http.Handler {
 	m.HandleFunc("/xmlrpc", func(w http.ResponseWriter, r *http.Request) { s.serveRPC(w, r, isJSON(r), local) })
 	m.HandleFunc("/RPC2", func(w http.ResponseWriter, r *http.Request) { s.serveRPC(w, r, isJSON(r), local) })
 	m.HandleFunc(domain.ConsolePath, s.serveConsole(s.NewFront("xenith-console"), local))
+	stats := s.serveRRD(s.NewFront("xenith-rrd"), local)
+	for _, p := range []string{"/rrd_updates", "/host_rrd", "/vm_rrd"} {
+		m.HandleFunc(p, stats)
+	}
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)

@@ -17,6 +17,7 @@ import (
 	"github.com/xenith/xenith/internal/auth"
 	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/event"
+	"github.com/xenith/xenith/internal/rrdd"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/wire"
 	"github.com/xenith/xenith/internal/xenapi"
@@ -37,6 +38,9 @@ type Config struct {
 	EventQueue int
 	// Domains runs VMs; nil leaves the lifecycle messages NOT_IMPLEMENTED.
 	Domains *domain.Manager
+	// RRDs keeps performance statistics; nil leaves the data source
+	// messages NOT_IMPLEMENTED and /rrd_updates unserved.
+	RRDs *rrdd.Store
 }
 
 type classHooks struct {
@@ -63,6 +67,8 @@ type Server struct {
 	afterCommit map[*xenapi.Class]func(xenapi.Ref)
 	tasks       *taskTable
 	domains     *domain.Manager
+	rrds        *rrdd.Store
+	destroying  sync.Map // VM ref -> uuid, between VM.destroy's hook and its commit
 	events      *event.Hub
 	regsMu      sync.Mutex
 	regs        map[xenapi.Ref]*registration
@@ -78,6 +84,7 @@ func New(cfg Config) *Server {
 		log:         cfg.Log,
 		hostRef:     cfg.Host,
 		domains:     cfg.Domains,
+		rrds:        cfg.RRDs,
 		sessionIdle: cfg.SessionIdle,
 		throttle:    auth.NewThrottle(),
 		methods:     make(table),
@@ -164,6 +171,7 @@ func (s *Server) buildTable() {
 		handler: s.methodHelp, minArgs: 1,
 	}
 	s.registerSessionHandlers()
+	s.registerDataSourceHandlers()
 	s.registerHostHandlers()
 	s.registerVMHooks()
 	s.registerSubjectHandlers()

@@ -20,6 +20,7 @@ import (
 	"github.com/xenith/xenith/internal/hostinfo"
 	"github.com/xenith/xenith/internal/hypervisor/sim"
 	"github.com/xenith/xenith/internal/inventory"
+	"github.com/xenith/xenith/internal/rrdd"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/wire"
 	"github.com/xenith/xenith/internal/xenapi"
@@ -78,7 +79,14 @@ func openEnv(t *testing.T, dir string, cfg Config, opts store.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Domains = domain.New(domain.Config{Store: st, Driver: drv, Host: host, Log: cfg.Log, StateDir: dir})
+	hostRow, err := st.Get(api.ClassHost, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RRDs, err = rrdd.Open(filepath.Join(dir, "rrd"), hostRow.Rec.(*api.Host).UUID, cfg.Log); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Domains = domain.New(domain.Config{Store: st, Driver: drv, Host: host, Log: cfg.Log, StateDir: dir, Samples: cfg.RRDs})
 	srv := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	go cfg.Domains.Run(ctx)

@@ -12,6 +12,13 @@ import (
 // the metrics along.
 
 func (s *Server) registerVMHooks() {
+	// A destroyed VM's statistics go with it.
+	s.afterCommit[api.ClassVM] = func(ref xenapi.Ref) {
+		id, ok := s.destroying.LoadAndDelete(ref)
+		if _, err := s.store.Get(api.ClassVM, ref); ok && err != nil && s.rrds != nil {
+			s.rrds.Forget(id.(string))
+		}
+	}
 	s.hooks[api.ClassVM] = classHooks{
 		beforeCreate: func(tx *store.Tx, rec xenapi.Record) error {
 			vm := rec.(*api.VM)
@@ -30,6 +37,7 @@ func (s *Server) registerVMHooks() {
 		},
 		beforeDestroy: func(tx *store.Tx, ref xenapi.Ref, rec xenapi.Record) error {
 			vm := rec.(*api.VM)
+			s.destroying.Store(ref, vm.UUID)
 			if vm.PowerState != api.VMPowerStateHalted && !vm.IsControlDomain && !vm.IsASnapshot {
 				return xenapi.NewError(api.ErrVMBadPowerState, string(ref), "halted", domain.LowerState(vm.PowerState))
 			}

@@ -17,6 +17,9 @@ import (
 //     including Async.* tasks (task.get_record polling, task.cancel/destroy)
 //     and events (event.from, event.register/next/unregister)
 //   - python-socket: the same through the unix socket (xapi_local's transport)
+//   - python-stats, node-stats: statistics (/rrd_updates, /vm_rrd, /host_rrd,
+//     *.get_data_sources) read by XenAPI.py and by the xen-api connector's
+//     getResource, as Xen Orchestra's stats views do
 //   - node:          Xen Orchestra's xen-api npm connector over JSON-RPC, then
 //     with its event watcher on: the object cache must fill, follow changes
 //     made by another client (XenAPI.py, tests/peers/python/other_client.py),
@@ -51,6 +54,20 @@ func TestPeers(t *testing.T) {
 		}
 		runPeer(t, d, pythonTimeout, root, debianPython, pyScript,
 			"--socket", d.Socket, "--user", "root", "--password", d.Password)
+	})
+
+	// Statistics: /rrd_updates, /vm_rrd, /host_rrd and the data source
+	// messages, as XenAPI.py users and Xen Orchestra read them.
+	t.Run("python-stats", func(t *testing.T) {
+		requirePythonClient(t)
+		runPeer(t, d, pythonTimeout, root, debianPython, filepath.Join(root, "tests", "peers", "python", "stats.py"),
+			"--url", d.URL, "--user", "root", "--password", d.Password)
+	})
+
+	t.Run("node-stats", func(t *testing.T) {
+		node := requireNodeClient(t, nodeDir)
+		runPeer(t, d, nodeTimeout, nodeDir, node, filepath.Join(nodeDir, "stats.mjs"),
+			"--url", d.URL, "--user", "root", "--password", d.Password)
 	})
 
 	t.Run("node", func(t *testing.T) {

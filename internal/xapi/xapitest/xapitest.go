@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/auth"
 	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/hostinfo"
 	"github.com/xenith/xenith/internal/hypervisor/sim"
 	"github.com/xenith/xenith/internal/inventory"
+	"github.com/xenith/xenith/internal/rrdd"
 	"github.com/xenith/xenith/internal/store"
 	"github.com/xenith/xenith/internal/xapi"
 )
@@ -35,6 +37,7 @@ var HostInfo = hostinfo.Info{
 type Stack struct {
 	Store  *store.Store
 	Server *xapi.Server
+	RRDs   *rrdd.Store // statistics, fed by the domain manager every domain.MetricsInterval
 	Log    *slog.Logger
 	Ctx    context.Context // cancelled when the test ends
 }
@@ -71,9 +74,17 @@ func New(t testing.TB, wrap func(*sim.Driver) domain.Driver) *Stack {
 	if wrap != nil {
 		d = wrap(drv)
 	}
-	doms := domain.New(domain.Config{Store: st, Driver: d, Host: host, Log: log, StateDir: dir})
-	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: host, Domains: doms})
+	hostRow, err := st.Get(api.ClassHost, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rrds, err := rrdd.Open(filepath.Join(dir, "rrd"), hostRow.Rec.(*api.Host).UUID, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doms := domain.New(domain.Config{Store: st, Driver: d, Host: host, Log: log, StateDir: dir, Samples: rrds})
+	srv := xapi.New(xapi.Config{Store: st, Users: users, Log: log, Host: host, Domains: doms, RRDs: rrds})
 	go doms.Run(ctx)
 	t.Cleanup(func() { cancel(); drv.Close(); st.Close() })
-	return &Stack{Store: st, Server: srv, Log: log, Ctx: ctx}
+	return &Stack{Store: st, Server: srv, RRDs: rrds, Log: log, Ctx: ctx}
 }
