@@ -35,8 +35,7 @@ type simControls interface {
 
 // simLoadControls sets the load a simulated guest runs (fn "load").
 type simLoadControls interface {
-	Load(uuid string) (sim.Load, error)
-	SetLoad(uuid string, l sim.Load) error
+	ChangeLoad(uuid string, edit func(*sim.Load)) error
 }
 
 func (s *Server) registerHostPlugins() {
@@ -102,20 +101,16 @@ func setSimLoad(c simControls, uuid string, args map[string]string) error {
 	if uuid == "" {
 		return fmt.Errorf("load needs vm=<uuid>")
 	}
-	l, err := lc.Load(uuid)
-	if err != nil {
-		return err
-	}
 	fields := []struct {
 		arg   string
-		field *float64
+		field func(*sim.Load) *float64
 		scale float64
 	}{
-		{"cpu", &l.CPU, 1},
-		{"disk_read_kbs", &l.DiskReadBps, 1024},
-		{"disk_write_kbs", &l.DiskWriteBps, 1024},
-		{"net_rx_kbs", &l.NetRxBps, 1024},
-		{"net_tx_kbs", &l.NetTxBps, 1024},
+		{"cpu", func(l *sim.Load) *float64 { return &l.CPU }, 1},
+		{"disk_read_kbs", func(l *sim.Load) *float64 { return &l.DiskReadBps }, 1024},
+		{"disk_write_kbs", func(l *sim.Load) *float64 { return &l.DiskWriteBps }, 1024},
+		{"net_rx_kbs", func(l *sim.Load) *float64 { return &l.NetRxBps }, 1024},
+		{"net_tx_kbs", func(l *sim.Load) *float64 { return &l.NetTxBps }, 1024},
 	}
 	names := []string{"vm"}
 	for _, f := range fields {
@@ -126,6 +121,7 @@ func setSimLoad(c simControls, uuid string, args map[string]string) error {
 			return fmt.Errorf("unknown argument %q (want %s)", k, strings.Join(names, ", "))
 		}
 	}
+	var sets []func(*sim.Load)
 	for _, f := range fields {
 		v, ok := args[f.arg]
 		if !ok {
@@ -138,7 +134,13 @@ func setSimLoad(c simControls, uuid string, args map[string]string) error {
 		case x < 0:
 			return fmt.Errorf("%s: %q is negative", f.arg, v)
 		}
-		*f.field = x * f.scale
+		sets = append(sets, func(l *sim.Load) { *f.field(l) = x * f.scale })
 	}
-	return lc.SetLoad(uuid, l)
+	// Read, change and write under the driver's lock: concurrent calls
+	// changing different fields all take effect.
+	return lc.ChangeLoad(uuid, func(l *sim.Load) {
+		for _, set := range sets {
+			set(l)
+		}
+	})
 }

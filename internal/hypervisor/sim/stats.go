@@ -106,12 +106,21 @@ func (d *Driver) Load(uuid string) (Load, error) {
 // load. The load is kept across reboots, restarts of the driver and
 // suspend/resume. A field out of range is ErrInvalid.
 func (d *Driver) SetLoad(uuid string, l Load) error {
-	if err := l.check(); err != nil {
-		return fmt.Errorf("sim: load of %s: %v: %w", uuid, err, ErrInvalid)
-	}
+	return d.ChangeLoad(uuid, func(cur *Load) { *cur = l })
+}
+
+// ChangeLoad applies edit to the current load of a running or paused
+// domain's guest, under the driver's lock: callers changing different
+// fields at once all take effect.
+func (d *Driver) ChangeLoad(uuid string, edit func(*Load)) error {
 	return d.change(context.Background(), "set the load of", uuid, func(x *dom) error {
 		if err := wantState(x, "set the load of", domain.Running, domain.Paused); err != nil {
 			return err
+		}
+		l := loadOf(&x.rec)
+		edit(&l)
+		if err := l.check(); err != nil {
+			return fmt.Errorf("sim: load of %s: %v: %w", uuid, err, ErrInvalid)
 		}
 		d.foldClocks(x)
 		x.rec.Load = &l // replaced, never changed in place: suspend images share it

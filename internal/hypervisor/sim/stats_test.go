@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -250,6 +251,32 @@ func TestSetLoadRejects(t *testing.T) {
 	// The edges are fine.
 	must(t, d.SetLoad("v", Load{CPU: 1, DiskReadBps: MaxRate}))
 	must(t, d.SetLoad("v", Load{}))
+}
+
+// Concurrent changes of different fields all take effect.
+func TestChangeLoadConcurrently(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, Options{})
+	mustCreate(t, d, spec("v", 64*MiB))
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 {
+				must(t, d.ChangeLoad("v", func(l *Load) { l.DiskReadBps++ }))
+			} else {
+				must(t, d.ChangeLoad("v", func(l *Load) { l.NetTxBps++ }))
+			}
+		}()
+	}
+	wg.Wait()
+	if l, _ := d.Load("v"); l.DiskReadBps != 25 || l.NetTxBps != 25 || l.CPU != DefaultCPULoad {
+		t.Fatalf("after 25 + 25 concurrent changes: %+v", l)
+	}
+	if err := d.ChangeLoad("v", func(l *Load) { l.CPU = 2 }); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("ChangeLoad to CPU 2: %v", err)
+	}
 }
 
 func TestStatsErrors(t *testing.T) {
