@@ -57,6 +57,7 @@ func (m *Manager) refreshHostMetrics(ctx context.Context) error {
 	if err != nil || h.TotalMemory <= 0 {
 		return err
 	}
+	m.hostCPUs.Store(int64(h.CPUs))
 	row, err := m.st.Get(api.ClassHost, m.host)
 	if err != nil {
 		return nil // no host record (tests without inventory)

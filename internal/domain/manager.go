@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,6 +25,7 @@ import (
 // Manager runs VM operations over a Driver and keeps the store in step.
 type Manager struct {
 	samples  StatsSink
+	hostCPUs atomic.Int64 // the host's CPUs, as the driver last said
 	st       *store.Store
 	drv      Driver
 	host     xenapi.Ref

@@ -108,7 +108,7 @@ func (m *Manager) metricsLoop(ctx context.Context) {
 			}
 		}
 		if m.samples != nil {
-			m.sampleHost(ctx, cpuBusy, cpuSpan)
+			m.sampleHost(cpuBusy, cpuSpan)
 		}
 		if len(ups) == 0 {
 			continue
@@ -127,19 +127,20 @@ func (m *Manager) metricsLoop(ctx context.Context) {
 	}
 }
 
-// sampleHost hands the sink the host's memory and the guests' CPU use.
-func (m *Manager) sampleHost(ctx context.Context, busy, span time.Duration) {
-	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	h, err := m.drv.Host(hctx)
-	cancel()
-	if err != nil {
-		return
+// sampleHost hands the sink the host's memory, as host_metrics holds it
+// (refreshed by hostMetricsLoop: asking the hypervisor every few seconds
+// costs a process on Xen), and the guests' CPU use.
+func (m *Manager) sampleHost(busy, span time.Duration) {
+	smp := HostSample{Time: time.Now(), CPUAvg: math.NaN()}
+	if cpus := m.hostCPUs.Load(); span > 0 && cpus > 0 {
+		smp.CPUAvg = min(busy.Seconds()/span.Seconds()/float64(cpus), 1)
 	}
-	avg := math.NaN()
-	if span > 0 && h.CPUs > 0 {
-		avg = min(busy.Seconds()/span.Seconds()/float64(h.CPUs), 1)
+	if row, err := m.st.Get(api.ClassHost, m.host); err == nil {
+		if hm, err := m.st.Get(api.ClassHostMetrics, row.Rec.(*api.Host).Metrics); err == nil {
+			smp.MemoryTotal, smp.MemoryFree = hm.Rec.(*api.HostMetrics).MemoryTotal, hm.Rec.(*api.HostMetrics).MemoryFree
+		}
 	}
-	m.samples.RecordHost(HostSample{Time: time.Now(), CPUAvg: avg, MemoryTotal: h.TotalMemory, MemoryFree: h.FreeMemory})
+	m.samples.RecordHost(smp)
 }
 
 func (m *Manager) diskNames(vm *api.VM) map[string]string {
