@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/uuid"
+
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/sexpr"
 	"github.com/xenith/xenith/internal/vdiloc"
@@ -86,6 +88,9 @@ func (s *Service) parseConfig(text string) (*config, error) {
 		return nil, badRequest("bad config: (name ...) is required")
 	}
 	c.uuid, _ = v.Get("uuid")
+	if u, err := uuid.Parse(c.uuid); c.uuid != "" && (err != nil || u.String() != strings.ToLower(c.uuid)) {
+		return nil, badRequest("bad config: (uuid %q) is not a UUID", c.uuid)
+	}
 	mem := int64(128)
 	if _, ok := v.Child("memory"); ok {
 		if mem, err = s.atoi(v, "memory", 1, 1<<24); err != nil {

@@ -38,7 +38,10 @@ func (c *client) do(method, path string, form url.Values, header map[string]stri
 	if form != nil {
 		body = strings.NewReader(form.Encode())
 	}
-	req, _ := http.NewRequest(method, c.hs.URL+path, body)
+	req, err := http.NewRequest(method, c.hs.URL+path, body)
+	if err != nil {
+		c.t.Fatalf("%s %q: %v", method, path, err)
+	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
@@ -245,7 +248,7 @@ func FuzzConfig(f *testing.F) {
 		switch {
 		case code == 200 && v.Name() == "domain":
 			uuid, _ := v.Get("uuid")
-			c.do("POST", "/xend/domain/"+uuid, url.Values{"op": {"destroy"}}, nil)
+			c.do("POST", "/xend/domain/"+url.PathEscape(uuid), url.Values{"op": {"destroy"}}, nil)
 		case code == 400 && v.Name() == "xend.err":
 		default:
 			t.Fatalf("config %q: %d %s", cfg, code, body)
