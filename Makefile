@@ -28,7 +28,7 @@ unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
 fuzz:
-	FUZZTIME=$${FUZZTIME:-8s} ./scripts/fuzz-short.sh
+	FUZZTIME=$${FUZZTIME:-5s} ./scripts/fuzz-short.sh
 
 build:
 	$(GO) build -o bin/xenithd ./cmd/xenithd
