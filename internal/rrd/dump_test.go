@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xenith/xenith/internal/golden"
 )
 
 // scenario builds a DB in some state, and continue applies further updates
@@ -123,7 +125,7 @@ func TestDumpGolden(t *testing.T) {
 	t.Parallel()
 	for _, sc := range scenarios() {
 		if sc.name == "mid-step and mid-row" {
-			golden(t, "dump.golden", dumpOf(t, sc.build(t)))
+			golden.Check(t, "dump.golden", dumpOf(t, sc.build(t)))
 		}
 	}
 }

@@ -5,35 +5,13 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
-	"flag"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xenith/xenith/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
-
-// golden compares got with testdata/name, or rewrites the file with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden file (run with -update to accept):\n got: %s\nwant: %s", path, got, want)
-	}
-}
 
 // exportArchives are three timescales of two CFs: 5 s rows over 1 min,
 // 30 s rows over 5 min and 5 min rows over 25 min.
@@ -232,7 +210,7 @@ func TestWriteXML(t *testing.T) {
 	if err := fixedUpdates.WriteXML(&b); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "updates.xml.golden", b.Bytes())
+	golden.Check(t, "updates.xml.golden", b.Bytes())
 
 	var doc struct {
 		Meta struct {
@@ -264,7 +242,7 @@ func TestWriteJSON(t *testing.T) {
 	if err := fixedUpdates.WriteJSON(&b); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "updates.json.golden", b.Bytes())
+	golden.Check(t, "updates.json.golden", b.Bytes())
 
 	var doc struct {
 		Meta struct {

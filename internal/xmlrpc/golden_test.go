@@ -1,9 +1,7 @@
 package xmlrpc
 
 import (
-	"bytes"
 	"errors"
-	"flag"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,29 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xenith/xenith/internal/golden"
 	"github.com/xenith/xenith/internal/wire"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
-
-// golden compares got with testdata/name, or rewrites the file with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden file (run with -update to accept):\n got: %s\nwant: %s", path, got, want)
-	}
-}
 
 // dump renders a Value as stable, readable text for golden files.
 func dump(b *strings.Builder, v wire.Value, indent string) {
@@ -116,7 +94,7 @@ func TestParseCallGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("call", name+".golden"), dumpCall(call))
+			golden.Check(t, filepath.Join("call", name+".golden"), dumpCall(call))
 		})
 	}
 }
@@ -143,7 +121,7 @@ func TestParseResponseGolden(t *testing.T) {
 				dump(&b, v, "")
 			}
 			b.WriteString("\n")
-			golden(t, filepath.Join("response", name+".golden"), []byte(b.String()))
+			golden.Check(t, filepath.Join("response", name+".golden"), []byte(b.String()))
 		})
 	}
 }
@@ -234,7 +212,7 @@ func TestEncodeGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			golden(t, filepath.Join("encode", tt.name+".xml"), tt.out)
+			golden.Check(t, filepath.Join("encode", tt.name+".xml"), tt.out)
 		})
 	}
 }
