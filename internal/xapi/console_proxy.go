@@ -43,12 +43,8 @@ func (s *Server) serveConsole(f *Front, local bool) http.HandlerFunc {
 			http.Error(w, "console: use CONNECT", http.StatusMethodNotAllowed)
 			return
 		}
-		sessRef, err := f.Authenticate(r.Context(), r, local)
-		if err != nil {
-			if errors.Is(err, ErrNoCredentials) {
-				w.Header().Set("WWW-Authenticate", `Basic realm="xenith"`)
-			}
-			http.Error(w, "console: "+err.Error(), http.StatusUnauthorized)
+		sessRef, ok := f.authenticateHTTP(w, r, local, "console")
+		if !ok {
 			return
 		}
 		if sess, err := s.sessions.check(wire.String(string(sessRef))); err != nil ||

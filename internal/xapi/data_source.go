@@ -121,11 +121,7 @@ func (s *Server) serveRRD(f *Front, local bool) http.HandlerFunc {
 			http.Error(w, "statistics: use GET", http.StatusMethodNotAllowed)
 			return
 		}
-		if _, err := f.Authenticate(r.Context(), r, local); err != nil {
-			if errors.Is(err, ErrNoCredentials) {
-				w.Header().Set("WWW-Authenticate", `Basic realm="xenith"`)
-			}
-			http.Error(w, "statistics: "+err.Error(), http.StatusUnauthorized)
+		if _, ok := f.authenticateHTTP(w, r, local, "statistics"); !ok {
 			return
 		}
 		if s.rrds == nil {

@@ -217,6 +217,21 @@ func anyString(p any) string {
 	return "unexpected failure"
 }
 
+// authenticateHTTP authenticates a request to one of the HTTP handlers
+// beside the RPC (console, statistics), answering 401 itself when it
+// fails; what names the handler in the error.
+func (f *Front) authenticateHTTP(w http.ResponseWriter, r *http.Request, local bool, what string) (xenapi.Ref, bool) {
+	sess, err := f.Authenticate(r.Context(), r, local)
+	if err != nil {
+		if errors.Is(err, ErrNoCredentials) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="xenith"`)
+		}
+		http.Error(w, what+": "+err.Error(), http.StatusUnauthorized)
+		return "", false
+	}
+	return sess, true
+}
+
 // CreateWithUUID is <class>.create as session sess (the same checks and
 // hooks), keeping the uuid the caller chose: the xenopsd front registers
 // VMs under the ids its clients give them. A uuid already taken fails with
