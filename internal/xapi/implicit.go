@@ -278,10 +278,8 @@ func (s *Server) create(ctx context.Context, c *xenapi.Class, args wire.Value) (
 }
 
 func (s *Server) destroy(ctx context.Context, c *xenapi.Class, ref xenapi.Ref) error {
-	if after := s.afterCommit[c]; after != nil {
-		defer after(ref)
-	}
-	return s.store.Update(ctx, func(tx *store.Tx) error {
+	var gone xenapi.Record
+	err := s.store.Update(ctx, func(tx *store.Tx) error {
 		cur, err := tx.Get(c, ref)
 		if err != nil {
 			return err
@@ -291,8 +289,13 @@ func (s *Server) destroy(ctx context.Context, c *xenapi.Class, ref xenapi.Ref) e
 				return err
 			}
 		}
+		gone = cur
 		return tx.Delete(c, ref)
 	})
+	if after := s.afterCommit[c]; after != nil && err == nil {
+		after(ref, gone)
+	}
+	return err
 }
 
 // getAllRecordsWhere serves <class>.get_all_records_where(expr), a message

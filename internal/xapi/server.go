@@ -63,12 +63,12 @@ type Server struct {
 	removed  map[string]*xenapi.Method
 	sessions *sessionTable
 	hooks    map[*xenapi.Class]classHooks
-	// afterCommit runs after a generic destroy of an object of the class.
-	afterCommit map[*xenapi.Class]func(xenapi.Ref)
+	// afterCommit runs after a generic destroy of an object of the class
+	// has committed, with the record destroyed.
+	afterCommit map[*xenapi.Class]func(ref xenapi.Ref, gone xenapi.Record)
 	tasks       *taskTable
 	domains     *domain.Manager
 	rrds        *rrdd.Store
-	destroying  sync.Map // VM ref -> uuid, between VM.destroy's hook and its commit
 	events      *event.Hub
 	regsMu      sync.Mutex
 	regs        map[xenapi.Ref]*registration
@@ -91,7 +91,7 @@ func New(cfg Config) *Server {
 		removed:     make(map[string]*xenapi.Method),
 		sessions:    &sessionTable{m: make(map[xenapi.Ref]*Session)},
 		hooks:       make(map[*xenapi.Class]classHooks),
-		afterCommit: make(map[*xenapi.Class]func(xenapi.Ref)),
+		afterCommit: make(map[*xenapi.Class]func(xenapi.Ref, xenapi.Record)),
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -28,7 +28,7 @@ func (s *Server) registerSubjectHandlers() {
 		},
 	}
 	// Destroying a subject ends its sessions, as in xapi.
-	s.afterCommit[api.ClassSubject] = func(ref xenapi.Ref) { s.refreshSubjectSessions(ref) }
+	s.afterCommit[api.ClassSubject] = func(ref xenapi.Ref, _ xenapi.Record) { s.refreshSubjectSessions(ref) }
 }
 
 func (s *Server) subjectRoles(add bool) handlerFunc {

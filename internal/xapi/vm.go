@@ -13,10 +13,9 @@ import (
 
 func (s *Server) registerVMHooks() {
 	// A destroyed VM's statistics go with it.
-	s.afterCommit[api.ClassVM] = func(ref xenapi.Ref) {
-		id, ok := s.destroying.LoadAndDelete(ref)
-		if _, err := s.store.Get(api.ClassVM, ref); ok && err != nil && s.rrds != nil {
-			s.rrds.Forget(id.(string))
+	s.afterCommit[api.ClassVM] = func(_ xenapi.Ref, gone xenapi.Record) {
+		if s.rrds != nil {
+			s.rrds.Forget(gone.(*api.VM).UUID)
 		}
 	}
 	s.hooks[api.ClassVM] = classHooks{
@@ -37,7 +36,6 @@ func (s *Server) registerVMHooks() {
 		},
 		beforeDestroy: func(tx *store.Tx, ref xenapi.Ref, rec xenapi.Record) error {
 			vm := rec.(*api.VM)
-			s.destroying.Store(ref, vm.UUID)
 			if vm.PowerState != api.VMPowerStateHalted && !vm.IsControlDomain && !vm.IsASnapshot {
 				return xenapi.NewError(api.ErrVMBadPowerState, string(ref), "halted", domain.LowerState(vm.PowerState))
 			}
