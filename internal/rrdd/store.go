@@ -24,10 +24,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/rrd"
+	"github.com/xenith/xenith/internal/xenapi"
 )
 
 // Step is the base step of every RRD: the domain manager samples at this
@@ -148,15 +147,9 @@ func (s *Store) vmDB(id string) *rrd.DB {
 	return db
 }
 
-// validVM guards file names made from VM uuids.
-func validVM(id string) bool {
-	_, err := uuid.Parse(id)
-	return err == nil && len(id) == 36
-}
-
 // RecordVM adds a sample of a running VM (domain.StatsSink).
 func (s *Store) RecordVM(smp domain.VMSample) {
-	if !validVM(smp.UUID) {
+	if !xenapi.IsUUID(smp.UUID) {
 		return
 	}
 	vals := vmValues(smp)
@@ -235,7 +228,7 @@ func (s *Store) Host() *rrd.DB {
 // VM returns a VM's RRD: the live one while it runs, else its archive.
 // ErrUnknown if it never ran here.
 func (s *Store) VM(id string) (*rrd.DB, error) {
-	if !validVM(id) {
+	if !xenapi.IsUUID(id) {
 		return nil, fmt.Errorf("%w: VM %q", ErrUnknown, id)
 	}
 	s.mu.Lock()
@@ -253,7 +246,7 @@ func (s *Store) VM(id string) (*rrd.DB, error) {
 
 // Forget drops a VM's statistics for good (the VM was destroyed).
 func (s *Store) Forget(id string) {
-	if !validVM(id) {
+	if !xenapi.IsUUID(id) {
 		return
 	}
 	s.mu.Lock()

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	guuid "github.com/google/uuid"
-
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/domain"
 	"github.com/xenith/xenith/internal/store"
@@ -249,7 +247,7 @@ func (f *Front) CreateWithUUID(ctx context.Context, sess xenapi.Ref, class, uuid
 	if uuid == "" {
 		return f.s.create(ctx, c, call.Arg(0))
 	}
-	if parsed, err := guuid.Parse(uuid); err != nil || len(uuid) != 36 || parsed.String() != strings.ToLower(uuid) {
+	if !xenapi.IsUUID(uuid) {
 		return "", xenapi.NewError(api.ErrUUIDInvalid, class, uuid)
 	}
 	r := c.New()

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/uuid"
-
 	"github.com/xenith/xenith/internal/api"
 	"github.com/xenith/xenith/internal/sexpr"
 	"github.com/xenith/xenith/internal/vdiloc"
@@ -88,7 +86,7 @@ func (s *Service) parseConfig(text string) (*config, error) {
 		return nil, badRequest("bad config: (name ...) is required")
 	}
 	c.uuid, _ = v.Get("uuid")
-	if u, err := uuid.Parse(c.uuid); c.uuid != "" && (err != nil || u.String() != strings.ToLower(c.uuid)) {
+	if c.uuid != "" && !xenapi.IsUUID(c.uuid) {
 		return nil, badRequest("bad config: (uuid %q) is not a UUID", c.uuid)
 	}
 	mem := int64(128)

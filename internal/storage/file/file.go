@@ -15,9 +15,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/uuid"
-
 	"github.com/xenith/xenith/internal/storage"
+	"github.com/xenith/xenith/internal/xenapi"
 )
 
 // Kind describes the file SR type.
@@ -137,7 +136,7 @@ func (s *SR) Scan(ctx context.Context) ([]storage.VDIInfo, error) {
 func vdiFileName(name string) (id, format string, ok bool) {
 	for _, f := range []string{storage.FormatRaw, storage.FormatQcow2} {
 		if stem, found := strings.CutSuffix(name, "."+f); found {
-			if _, err := uuid.Parse(stem); err == nil && len(stem) == 36 {
+			if xenapi.IsUUID(stem) {
 				return stem, f, true
 			}
 		}
@@ -208,7 +207,7 @@ func (s *SR) CreateVDI(ctx context.Context, id string, size int64, format string
 	if size < 0 {
 		return storage.VDIInfo{}, storage.Errorf(storage.CodeVDISize, "VDI Invalid size [opterr=%d bytes]", size)
 	}
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+	if !xenapi.IsUUID(id) {
 		return storage.VDIInfo{}, storage.Errorf(storage.CodeVDICreate, "VDI Creation failed [opterr=bad uuid %q]", id)
 	}
 	if err := s.Attach(ctx); err != nil {
@@ -266,7 +265,7 @@ func (s *SR) CloneVDI(ctx context.Context, location, id string) (storage.VDIInfo
 	if err != nil {
 		return storage.VDIInfo{}, err
 	}
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+	if !xenapi.IsUUID(id) {
 		return storage.VDIInfo{}, storage.Errorf(storage.CodeSnapshotCloneError, "Snapshot/Clone failed [opterr=bad uuid %q]", id)
 	}
 	if s.exists(id) {
