@@ -89,6 +89,7 @@ func (d *Driver) scan() {
 	}
 	var acts []action
 	var watch []action
+	stale := false
 	d.mu.Lock()
 	uuids := make([]string, 0, len(d.recs))
 	for u := range d.recs {
@@ -97,8 +98,12 @@ func (d *Driver) scan() {
 	sort.Strings(uuids)
 	for _, uuid := range uuids {
 		r := d.recs[uuid]
-		if r.busy > 0 || r.settled > listed {
-			continue // the list may predate what the driver did
+		if r.busy > 0 {
+			continue
+		}
+		if r.settled > listed {
+			stale = true // the list may predate what the driver did
+			continue
 		}
 		x, ok := byUUID[uuid]
 		if !ok || x.dying() {
@@ -145,6 +150,9 @@ func (d *Driver) scan() {
 		}
 	}
 	d.mu.Unlock()
+	if stale {
+		d.poke() // look again with a list taken after that operation
+	}
 
 	for _, a := range watch {
 		d.watchAgent(a.uuid, a.domid)
