@@ -45,9 +45,9 @@ type Store struct {
 	dir      string // "" keeps everything in memory
 	hostUUID string
 	log      *slog.Logger
+	host     *rrd.DB // set by Open; the DB guards itself
 
 	mu    sync.Mutex
-	host  *rrd.DB
 	vms   map[string]*rrd.DB // running VMs, by uuid
 	saved time.Time
 }
@@ -166,13 +166,12 @@ func (s *Store) RecordVM(smp domain.VMSample) {
 func (s *Store) RecordHost(smp domain.HostSample) {
 	vals := hostValues(smp, loadAvg())
 	s.mu.Lock()
-	db := s.host
 	due := s.dir != "" && time.Since(s.saved) >= SaveInterval
 	if due {
 		s.saved = time.Now()
 	}
 	s.mu.Unlock()
-	if err := db.Update(smp.Time, vals); err != nil {
+	if err := s.host.Update(smp.Time, vals); err != nil {
 		s.log.Debug("host sample not recorded", "err", err)
 	}
 	if due {
@@ -199,13 +198,12 @@ func (s *Store) VMStopped(id string) {
 // Save writes the host's RRD and every running VM's.
 func (s *Store) Save() error {
 	s.mu.Lock()
-	host := s.host
 	vms := make(map[string]*rrd.DB, len(s.vms))
 	for id, db := range s.vms {
 		vms[id] = db
 	}
 	s.mu.Unlock()
-	errs := []error{s.save("host", host)}
+	errs := []error{s.save("host", s.host)}
 	for id, db := range vms {
 		errs = append(errs, s.save(id, db))
 	}
@@ -219,11 +217,7 @@ func (s *Store) Close() error { return s.Save() }
 func (s *Store) HostUUID() string { return s.hostUUID }
 
 // Host returns the host's RRD.
-func (s *Store) Host() *rrd.DB {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.host
-}
+func (s *Store) Host() *rrd.DB { return s.host }
 
 // VM returns a VM's RRD: the live one while it runs, else its archive.
 // ErrUnknown if it never ran here.
@@ -339,7 +333,7 @@ func vmValues(smp domain.VMSample) []rrd.Value {
 }
 
 func hostValues(smp domain.HostSample, load float64) []rrd.Value {
-	vals := []rrd.Value{
+	return []rrd.Value{
 		{Source: rrd.Source{Name: "cpu_avg", Kind: rrd.Gauge, Min: 0, Max: 1, Units: "(fraction)",
 			Description: "Average physical CPU usage by the guests"}, V: smp.CPUAvg},
 		{Source: rrd.Source{Name: "memory_total_kib", Kind: rrd.Gauge, Min: 0, Max: math.Inf(1), Units: "KiB",
@@ -349,7 +343,6 @@ func hostValues(smp domain.HostSample, load float64) []rrd.Value {
 		{Source: rrd.Source{Name: "loadavg", Kind: rrd.Gauge, Min: 0, Max: math.Inf(1), Units: "(fraction)",
 			Description: "Load average of the control domain"}, V: load},
 	}
-	return vals
 }
 
 func kib(b int64) float64 {
