@@ -1,9 +1,11 @@
 package xapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -196,22 +198,25 @@ func (s *Server) serveRRDUpdates(w http.ResponseWriter, q map[string][]string) {
 		http.Error(w, "rrd_updates: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	_, asJSON := q["json"]
-	var buf strings.Builder
-	if asJSON {
-		err = u.WriteJSON(&buf)
-		w.Header().Set("Content-Type", "application/json")
+	if _, asJSON := q["json"]; asJSON {
+		writeStats(w, "rrd_updates", "application/json", u.WriteJSON)
 	} else {
-		err = u.WriteXML(&buf)
-		w.Header().Set("Content-Type", "text/xml")
+		writeStats(w, "rrd_updates", "text/xml", u.WriteXML)
 	}
-	if err != nil {
-		http.Error(w, "rrd_updates: "+err.Error(), http.StatusInternalServerError)
+}
+
+// writeStats answers with what write produces, whole (with its length),
+// or a 500 if it fails.
+func writeStats(w http.ResponseWriter, what, contentType string, write func(io.Writer) error) {
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		http.Error(w, what+": "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	_, _ = w.Write([]byte(buf.String()))
+	_, _ = w.Write(buf.Bytes())
 }
 
 func (s *Server) serveDump(w http.ResponseWriter, q map[string][]string, db *rrd.DB, err error) {
@@ -227,13 +232,5 @@ func (s *Server) serveDump(w http.ResponseWriter, q map[string][]string, db *rrd
 		http.Error(w, "the whole RRD is served as XML only (rrd_updates offers json)", http.StatusNotImplemented)
 		return
 	}
-	var buf strings.Builder
-	if err := db.WriteDump(&buf); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/xml")
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	_, _ = w.Write([]byte(buf.String()))
+	writeStats(w, "RRD", "text/xml", db.WriteDump)
 }
