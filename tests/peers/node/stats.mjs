@@ -80,7 +80,8 @@ async function main() {
   const vmUuid = await xapi.call('VM.get_uuid', vm)
   await xapi.call('VM.start', vm, false, false)
   await xapi.call('host.call_plugin', host, 'sim', 'load', { vm: vmUuid, cpu: '0.5', net_rx_kbs: '64' })
-  check('VM started with a simulated load of half of each vCPU', true)
+  const power = await xapi.call('VM.get_power_state', vm)
+  check('VM running with a simulated load of half of each vCPU', power === 'Running', power)
 
   // What XO asks every 5 s: the last rows since its previous poll.
   const start = Math.floor(Date.now() / 1000) - 60
@@ -108,10 +109,8 @@ async function main() {
   for (const ds of ['memory_total_kib', 'memory_free_kib', 'cpu_avg', 'loadavg']) {
     check(`rrd_updates: host ${ds}`, cols[`AVERAGE:host:${hostUuid}:${ds}`] !== undefined, show(upd.meta.legend))
   }
-  for (let i = 1; i < upd.data.length; i++) {
-    if (upd.data[i].t !== upd.data[i - 1].t - 5) throw new CheckFailed(`rows not newest first, 5 s apart: ${show(upd.data)}`)
-  }
-  check('rrd_updates: rows newest first, 5 s apart', true)
+  check('rrd_updates: rows newest first, 5 s apart',
+    upd.data.every((r, i) => i === 0 || r.t === upd.data[i - 1].t - 5), show(upd.data.map(r => r.t)))
 
   // The same through the XenAPI messages.
   const cpu0 = await xapi.call('VM.query_data_source', vm, 'cpu0')
